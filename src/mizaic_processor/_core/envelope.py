@@ -1,0 +1,597 @@
+"""Envelope format v1: field envelopes, chunked content streams and wrapped keys.
+
+Pure: bytes and keys in, bytes out. Randomness enters through ``nonce`` / ``salt``
+parameters (callers pass ``os.urandom`` output; test vectors pass fixed values).
+
+Every output starts with the magic ``b"MZ"`` and a format version byte, then a kind byte
+and an algorithm-suite byte. Suite 1 is HKDF-SHA256 key derivation, AES-256-GCM, and a
+32-byte key commitment (AES-GCM alone is not key-committing: without the commitment a
+crafted ciphertext could decrypt under two keys).
+
+Field envelope (kind 1)::
+
+    magic(2) version(1) kind(1) suite(1) skid(16) key_version(4) commitment(32)
+    nonce(12) ciphertext||tag(16)
+
+    AAD = header (all bytes before the ciphertext) || binding(controller, record, field)
+
+Content stream (kind 2), for documents of any size::
+
+    magic(2) version(1) kind(2) suite(1) skid(16) key_version(4) commitment(32)
+    salt(32) chunk_size(4)   then chunks, each ciphertext||tag(16)
+
+    content key = HKDF(record content secret, salt, binding)
+    chunk i: nonce = i (11 bytes, big endian) || final flag (1 byte)
+             AAD   = header || binding || i (8 bytes) || final flag
+
+Every chunk but the last holds exactly ``chunk_size`` plaintext bytes; the last holds
+0..chunk_size bytes and is the only one flagged final, so reordering, dropping,
+truncating at a chunk boundary, or appending data all fail authentication.
+
+Wrapped key (kind 3: a subject key or the blind-index key under the controller key)::
+
+    magic(2) version(1) kind(3) suite(1) wrapping_key_version(4) nonce(12) ct||tag
+
+Every parse or authentication failure raises the one opaque
+:class:`~mizaic_processor.errors.IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from hashlib import sha256
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from mizaic_processor.errors import IntegrityError
+
+MAGIC = b"MZ"
+FORMAT_VERSION = 1
+SUITE_V1 = 1
+KIND_FIELD = 1
+KIND_CONTENT = 2
+KIND_WRAPPED_KEY = 3
+
+KEY_BYTES = 32
+SKID_BYTES = 16
+NONCE_BYTES = 12
+TAG_BYTES = 16
+COMMIT_BYTES = 32
+SALT_BYTES = 32
+
+MIN_CHUNK_SIZE = 16
+MAX_CHUNK_SIZE = 16 * 1024 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+_PREFIX = struct.Struct(">2sBBB")  # magic, version, kind, suite
+_FIELD_HEADER = struct.Struct(f">2sBBB{SKID_BYTES}sI{COMMIT_BYTES}s{NONCE_BYTES}s")
+_CONTENT_HEADER = struct.Struct(f">2sBBB{SKID_BYTES}sI{COMMIT_BYTES}s{SALT_BYTES}sI")
+_WRAPPED_HEADER = struct.Struct(f">2sBBBI{NONCE_BYTES}s")
+
+FIELD_HEADER_BYTES = _FIELD_HEADER.size
+CONTENT_HEADER_BYTES = _CONTENT_HEADER.size
+_CONTENT_FIELD = "$content"
+
+_INTEGRITY_MESSAGE = "stored data failed integrity verification"
+
+
+def _fail() -> IntegrityError:
+    return IntegrityError(_INTEGRITY_MESSAGE)
+
+
+def canonical(*parts: str | bytes) -> bytes:
+    """Encode parts unambiguously: each as a 4-byte big-endian length and its bytes.
+
+    :param parts: strings (encoded as UTF-8) or bytes.
+    :returns: the encoding, injective over sequences of parts.
+    """
+    out = bytearray()
+    for part in parts:
+        raw = part.encode("utf-8") if isinstance(part, str) else part
+        out += struct.pack(">I", len(raw))
+        out += raw
+    return bytes(out)
+
+
+def binding(controller_id: str, record_id: str, field_path: str) -> bytes:
+    """The associated data that ties a ciphertext to its controller, record and field."""
+    return b"mizaic/v1/bind" + canonical(controller_id, record_id, field_path)
+
+
+@dataclass(frozen=True, repr=False)
+class RecordKeys:
+    """Keys derived for one record from its subject's key. Never logged or printed.
+
+    :ivar skid: the subject key id (16 bytes), carried in every envelope header.
+    :ivar key_version: the subject key's version, carried in every header.
+    """
+
+    skid: bytes
+    key_version: int
+    field_key: bytes
+    commitment: bytes
+    tag_key: bytes
+    content_secret: bytes
+    _aead: AESGCM = field(compare=False)
+
+    def __repr__(self) -> str:
+        return "RecordKeys(<redacted>)"
+
+
+def derive_record_keys(
+    subject_key: bytes, *, skid: bytes, key_version: int, controller_id: str, record_id: str
+) -> RecordKeys:
+    """Derive a record's field key, key commitment, field-name tag key and content secret.
+
+    :param subject_key: the subject's 32-byte data key.
+    :param skid: the subject key id (16 bytes).
+    :param key_version: the subject key version.
+    :param controller_id: the controller the record belongs to.
+    :param record_id: the record id.
+    :raises IntegrityError: if the key or key id has the wrong length.
+    """
+    if len(subject_key) != KEY_BYTES or len(skid) != SKID_BYTES:
+        raise _fail()
+    okm = HKDF(
+        algorithm=hashes.SHA256(),
+        length=4 * KEY_BYTES,
+        salt=None,
+        info=b"mizaic/v1/record-keys"
+        + canonical(controller_id, skid, struct.pack(">I", key_version), record_id),
+    ).derive(subject_key)
+    field_key = okm[0:32]
+    return RecordKeys(
+        skid=skid,
+        key_version=key_version,
+        field_key=field_key,
+        commitment=okm[32:64],
+        tag_key=okm[64:96],
+        content_secret=okm[96:128],
+        _aead=AESGCM(field_key),
+    )
+
+
+def field_tag(keys: RecordKeys, field_name: str) -> str:
+    """A keyed, opaque name under which a field's envelope is stored in the record.
+
+    Field names can themselves be clinical (``hiv_status``), so storage never sees them.
+    """
+    digest = hmac.new(keys.tag_key, field_name.encode("utf-8"), sha256).digest()
+    return digest[:16].hex()
+
+
+def encrypt_field(
+    keys: RecordKeys,
+    plaintext: bytes,
+    *,
+    controller_id: str,
+    record_id: str,
+    field_path: str,
+    nonce: bytes,
+) -> bytes:
+    """Encrypt one field value into a self-describing field envelope.
+
+    :param nonce: 12 fresh random bytes (``os.urandom(12)``); fixed only in test vectors.
+    :raises IntegrityError: if the nonce has the wrong length.
+    """
+    if len(nonce) != NONCE_BYTES:
+        raise _fail()
+    header = _FIELD_HEADER.pack(
+        MAGIC, FORMAT_VERSION, KIND_FIELD, SUITE_V1, keys.skid, keys.key_version,
+        keys.commitment, nonce,
+    )
+    aad = header + binding(controller_id, record_id, field_path)
+    return header + keys._aead.encrypt(nonce, plaintext, aad)
+
+
+@dataclass(frozen=True)
+class FieldHeader:
+    """The parsed, not yet authenticated, header of a field envelope."""
+
+    skid: bytes
+    key_version: int
+
+
+def parse_field_header(envelope: bytes) -> FieldHeader:
+    """Read the key id and version of a field envelope (to pick the key; no trial decryption).
+
+    :raises IntegrityError: if the bytes are not a v1 field envelope.
+    """
+    if len(envelope) < FIELD_HEADER_BYTES + TAG_BYTES:
+        raise _fail()
+    magic, version, kind, suite, skid, key_version, _commit, _nonce = _FIELD_HEADER.unpack_from(
+        envelope
+    )
+    if magic != MAGIC or version != FORMAT_VERSION or kind != KIND_FIELD or suite != SUITE_V1:
+        raise _fail()
+    return FieldHeader(skid=skid, key_version=key_version)
+
+
+def decrypt_field(
+    keys: RecordKeys, envelope: bytes, *, controller_id: str, record_id: str, field_path: str
+) -> bytes:
+    """Authenticate and decrypt a field envelope.
+
+    :raises IntegrityError: on any malformed, moved, altered or wrongly keyed envelope.
+    """
+    if not isinstance(envelope, bytes | bytearray | memoryview):
+        raise _fail()
+    envelope = bytes(envelope)
+    head = parse_field_header(envelope)
+    _m, _v, _k, _s, _skid, _kv, commitment, nonce = _FIELD_HEADER.unpack_from(envelope)
+    if (
+        head.skid != keys.skid
+        or head.key_version != keys.key_version
+        or not hmac.compare_digest(commitment, keys.commitment)
+    ):
+        raise _fail()
+    header = envelope[:FIELD_HEADER_BYTES]
+    aad = header + binding(controller_id, record_id, field_path)
+    try:
+        return keys._aead.decrypt(nonce, envelope[FIELD_HEADER_BYTES:], aad)
+    except InvalidTag:
+        raise _fail() from None
+
+
+# -- content streams ---------------------------------------------------------------------
+
+
+def _content_key(keys: RecordKeys, salt: bytes, bound: bytes) -> AESGCM:
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=b"mizaic/v1/content" + bound
+    ).derive(keys.content_secret)
+    return AESGCM(key)
+
+
+def _chunk_nonce(index: int, final: bool) -> bytes:
+    return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
+
+
+def _chunk_aad(header: bytes, bound: bytes, index: int, final: bool) -> bytes:
+    return header + bound + struct.pack(">QB", index, 1 if final else 0)
+
+
+def encrypted_content_length(plaintext_length: int, chunk_size: int) -> int:
+    """The exact envelope length of a content stream of ``plaintext_length`` bytes."""
+    chunks = max(1, -(-plaintext_length // chunk_size))
+    return CONTENT_HEADER_BYTES + plaintext_length + chunks * TAG_BYTES
+
+
+class ContentEncryptor:
+    """Encrypts a byte stream into a content envelope, chunk by chunk, in bounded memory.
+
+    Feed plaintext with :meth:`update` (returns ciphertext ready to write, possibly empty)
+    and end with :meth:`finalize` (returns the final chunk). :attr:`header` is emitted by
+    the first call to :meth:`update` or :meth:`finalize`.
+    """
+
+    def __init__(
+        self,
+        keys: RecordKeys,
+        *,
+        controller_id: str,
+        record_id: str,
+        salt: bytes,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        if len(salt) != SALT_BYTES or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+            raise _fail()
+        self.header = _CONTENT_HEADER.pack(
+            MAGIC, FORMAT_VERSION, KIND_CONTENT, SUITE_V1, keys.skid, keys.key_version,
+            keys.commitment, salt, chunk_size,
+        )
+        self._bound = binding(controller_id, record_id, _CONTENT_FIELD)
+        self._aead = _content_key(keys, salt, self._bound)
+        self._chunk_size = chunk_size
+        self._buffer = bytearray()
+        self._index = 0
+        self._header_sent = False
+        self._done = False
+        self.plaintext_length = 0
+        self._hash = sha256()
+
+    @property
+    def plaintext_sha256(self) -> bytes:
+        """SHA-256 of the plaintext fed so far (complete after :meth:`finalize`)."""
+        return self._hash.digest()
+
+    def _emit(self, chunk: bytes | bytearray | memoryview, final: bool) -> bytes:
+        out = self._aead.encrypt(
+            _chunk_nonce(self._index, final),
+            bytes(chunk),
+            _chunk_aad(self.header, self._bound, self._index, final),
+        )
+        self._index += 1
+        return out
+
+    def _prefix(self) -> bytes:
+        if self._header_sent:
+            return b""
+        self._header_sent = True
+        return self.header
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Add plaintext; return the ciphertext of every chunk now known not to be last."""
+        if self._done:
+            raise _fail()
+        self.plaintext_length += len(data)
+        self._hash.update(data)
+        self._buffer += data
+        parts = [self._prefix()]
+        size = self._chunk_size
+        start = 0
+        view = memoryview(self._buffer)
+        while len(self._buffer) - start > size:
+            parts.append(self._emit(view[start : start + size], final=False))
+            start += size
+        view.release()
+        if start:
+            del self._buffer[:start]
+        return b"".join(parts)
+
+    def finalize(self) -> bytes:
+        """Emit the final chunk (0..chunk_size bytes of plaintext, flagged final)."""
+        if self._done:
+            raise _fail()
+        self._done = True
+        out = self._prefix() + self._emit(self._buffer, final=True)
+        self._buffer = bytearray()
+        return out
+
+
+def encrypt_content(
+    keys: RecordKeys,
+    chunks: Iterable[bytes],
+    *,
+    controller_id: str,
+    record_id: str,
+    salt: bytes,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Iterator[bytes]:
+    """Encrypt an iterable of plaintext pieces into a content envelope, lazily."""
+    enc = ContentEncryptor(
+        keys, controller_id=controller_id, record_id=record_id, salt=salt, chunk_size=chunk_size
+    )
+    for piece in chunks:
+        out = enc.update(piece)
+        if out:
+            yield out
+    yield enc.finalize()
+
+
+@dataclass(frozen=True)
+class ContentHeader:
+    """The parsed, not yet authenticated, header of a content envelope."""
+
+    skid: bytes
+    key_version: int
+    chunk_size: int
+
+
+def parse_content_header(data: bytes) -> ContentHeader:
+    """Parse the header at the start of a content envelope.
+
+    :raises IntegrityError: if the bytes do not start with a v1 content header.
+    """
+    if len(data) < CONTENT_HEADER_BYTES:
+        raise _fail()
+    magic, version, kind, suite, skid, key_version, _c, _salt, chunk_size = (
+        _CONTENT_HEADER.unpack_from(data)
+    )
+    if (
+        magic != MAGIC
+        or version != FORMAT_VERSION
+        or kind != KIND_CONTENT
+        or suite != SUITE_V1
+        or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE
+    ):
+        raise _fail()
+    return ContentHeader(skid=skid, key_version=key_version, chunk_size=chunk_size)
+
+
+class ContentDecryptor:
+    """Authenticates and decrypts a content envelope fed in pieces of any size.
+
+    :meth:`update` returns plaintext of chunks already authenticated; :meth:`finalize`
+    checks that the stream ended exactly after the chunk flagged final. Plaintext
+    returned before :meth:`finalize` is authentic but may be a truncated prefix: a caller
+    must treat content as complete only once :meth:`finalize` has returned.
+    """
+
+    def __init__(self, keys: RecordKeys, *, controller_id: str, record_id: str) -> None:
+        self._keys = keys
+        self._bound = binding(controller_id, record_id, _CONTENT_FIELD)
+        self._buffer = bytearray()
+        self._header: bytes | None = None
+        self._aead: AESGCM | None = None
+        self._chunk_size = 0
+        self._index = 0
+        self._done = False
+        self._hash = sha256()
+        self.plaintext_length = 0
+
+    @property
+    def plaintext_sha256(self) -> bytes:
+        """SHA-256 of the plaintext returned so far."""
+        return self._hash.digest()
+
+    def _start(self) -> None:
+        head = parse_content_header(bytes(self._buffer[:CONTENT_HEADER_BYTES]))
+        header = bytes(self._buffer[:CONTENT_HEADER_BYTES])
+        _m, _v, _k, _s, _skid, _kv, commitment, salt, _cs = _CONTENT_HEADER.unpack(header)
+        if (
+            head.skid != self._keys.skid
+            or head.key_version != self._keys.key_version
+            or not hmac.compare_digest(commitment, self._keys.commitment)
+        ):
+            raise _fail()
+        self._header = header
+        self._chunk_size = head.chunk_size
+        self._aead = _content_key(self._keys, salt, self._bound)
+        del self._buffer[:CONTENT_HEADER_BYTES]
+
+    def _open(self, chunk: bytes | bytearray | memoryview, final: bool) -> bytes:
+        if self._aead is None or self._header is None:
+            raise _fail()
+        try:
+            out = self._aead.decrypt(
+                _chunk_nonce(self._index, final),
+                bytes(chunk),
+                _chunk_aad(self._header, self._bound, self._index, final),
+            )
+        except InvalidTag:
+            raise _fail() from None
+        self._index += 1
+        self._hash.update(out)
+        self.plaintext_length += len(out)
+        return out
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Feed ciphertext; return the plaintext of every chunk known not to be last.
+
+        :raises IntegrityError: if the header or a chunk fails verification.
+        """
+        if self._done:
+            raise _fail()
+        self._buffer += data
+        if self._header is None:
+            if len(self._buffer) < CONTENT_HEADER_BYTES:
+                return b""
+            self._start()
+        full = self._chunk_size + TAG_BYTES
+        parts = []
+        start = 0
+        view = memoryview(self._buffer)
+        while len(self._buffer) - start > full:
+            parts.append(self._open(view[start : start + full], final=False))
+            start += full
+        view.release()
+        if start:
+            del self._buffer[:start]
+        return b"".join(parts)
+
+    def finalize(self) -> bytes:
+        """Verify and return the final chunk.
+
+        :raises IntegrityError: if the stream was truncated, extended or altered.
+        """
+        if self._done:
+            raise _fail()
+        self._done = True
+        if self._header is None:
+            if len(self._buffer) < CONTENT_HEADER_BYTES:
+                raise _fail()
+            self._start()
+        if not TAG_BYTES <= len(self._buffer) <= self._chunk_size + TAG_BYTES:
+            raise _fail()
+        out = self._open(self._buffer, final=True)
+        self._buffer = bytearray()
+        return out
+
+
+def decrypt_content(
+    keys: RecordKeys, envelope: Iterable[bytes], *, controller_id: str, record_id: str
+) -> Iterator[bytes]:
+    """Decrypt a content envelope given as an iterable of pieces, lazily.
+
+    :raises IntegrityError: (while iterating) on any verification failure.
+    """
+    dec = ContentDecryptor(keys, controller_id=controller_id, record_id=record_id)
+    for piece in envelope:
+        out = dec.update(piece)
+        if out:
+            yield out
+    last = dec.finalize()
+    if last:
+        yield last
+
+
+# -- wrapped keys ------------------------------------------------------------------------
+
+
+def wrap_key(
+    wrapping_key: bytes,
+    key: bytes,
+    *,
+    wrapping_key_version: int,
+    context: bytes,
+    nonce: bytes,
+) -> bytes:
+    """Wrap a data key under a controller key with AES-256-GCM, bound to ``context``.
+
+    :param context: associated data naming what the key is (controller, key id, purpose).
+    :raises IntegrityError: on a wrongly sized key or nonce.
+    """
+    if len(wrapping_key) != KEY_BYTES or len(nonce) != NONCE_BYTES:
+        raise _fail()
+    header = _WRAPPED_HEADER.pack(
+        MAGIC, FORMAT_VERSION, KIND_WRAPPED_KEY, SUITE_V1, wrapping_key_version, nonce
+    )
+    return header + AESGCM(wrapping_key).encrypt(nonce, key, header + context)
+
+
+def wrapped_key_version(wrapped: bytes) -> int:
+    """The version of the controller key that wrapped ``wrapped``.
+
+    :raises IntegrityError: if the bytes are not a v1 wrapped key.
+    """
+    if len(wrapped) < _WRAPPED_HEADER.size + TAG_BYTES:
+        raise _fail()
+    magic, version, kind, suite, key_version, _n = _WRAPPED_HEADER.unpack_from(wrapped)
+    if (
+        magic != MAGIC
+        or version != FORMAT_VERSION
+        or kind != KIND_WRAPPED_KEY
+        or suite != SUITE_V1
+    ):
+        raise _fail()
+    return int(key_version)
+
+
+def unwrap_key(wrapping_key: bytes, wrapped: bytes, *, context: bytes) -> bytes:
+    """Unwrap a key wrapped by :func:`wrap_key` under the same context.
+
+    :raises IntegrityError: if the wrapped key is malformed, altered or moved.
+    """
+    wrapped_key_version(wrapped)
+    _m, _v, _k, _s, _kv, nonce = _WRAPPED_HEADER.unpack_from(wrapped)
+    header = wrapped[: _WRAPPED_HEADER.size]
+    try:
+        body = wrapped[_WRAPPED_HEADER.size :]
+        return AESGCM(wrapping_key).decrypt(nonce, body, header + context)
+    except (InvalidTag, ValueError):
+        raise _fail() from None
+
+
+__all__ = [
+    "CONTENT_HEADER_BYTES",
+    "DEFAULT_CHUNK_SIZE",
+    "FIELD_HEADER_BYTES",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "ContentDecryptor",
+    "ContentEncryptor",
+    "ContentHeader",
+    "FieldHeader",
+    "RecordKeys",
+    "binding",
+    "canonical",
+    "decrypt_content",
+    "decrypt_field",
+    "derive_record_keys",
+    "encrypt_content",
+    "encrypt_field",
+    "encrypted_content_length",
+    "field_tag",
+    "parse_content_header",
+    "parse_field_header",
+    "unwrap_key",
+    "wrap_key",
+    "wrapped_key_version",
+]

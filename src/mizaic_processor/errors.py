@@ -1,0 +1,103 @@
+"""The whole exception tree of :mod:`mizaic_processor`.
+
+Callers catch :class:`MizaicError` (or one of its subclasses); nothing from
+``azure.core.exceptions`` or ``cryptography`` leaks out of the library. Errors of the
+layer below are translated at the one adapter that talks to it, with ``raise ... from``.
+
+::
+
+    MizaicError
+     ├── InvalidInputError          bad input; raised before any I/O, nothing written
+     ├── ConfigurationError         the processor or a keyring is configured wrongly
+     │    └── ResidencyError        a region outside the UK (uksouth / ukwest)
+     ├── AccessDeniedError          the actor's role may not do this, or the data is
+     │    │                         outside the scope's controller
+     │    └── RestrictedError       the subject's processing is restricted
+     ├── NotFoundError              no such controller, record, instruction, ...
+     ├── ConflictError              optimistic concurrency: stale etag, or it exists
+     ├── IntegrityError             a ciphertext, envelope or stored document failed
+     │                              authentication or parsing (one opaque error)
+     ├── HoldError                  a hold forbids destroying or altering the data
+     ├── KeyManagementError         a keyring could not create, wrap or unwrap a key
+     ├── AuditError                 the audit event could not be recorded, so the
+     │                              operation was not carried out
+     └── StorageError               Azure Storage failed (after the SDK's retries)
+
+Messages never contain a patient identifier, a field value or key material: they name
+opaque ids (controller id, record id) and what went wrong, nothing more.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "AuditError",
+    "ConfigurationError",
+    "ConflictError",
+    "HoldError",
+    "IntegrityError",
+    "InvalidInputError",
+    "KeyManagementError",
+    "MizaicError",
+    "NotFoundError",
+    "ResidencyError",
+    "RestrictedError",
+    "StorageError",
+]
+
+
+class MizaicError(Exception):
+    """Base class of every error raised by :mod:`mizaic_processor`."""
+
+
+class InvalidInputError(MizaicError, ValueError):
+    """Input failed validation. Raised before any I/O; nothing was written."""
+
+
+class ConfigurationError(MizaicError):
+    """The processor, a controller or a keyring is configured wrongly."""
+
+
+class ResidencyError(ConfigurationError):
+    """A region other than ``uksouth`` or ``ukwest`` was named. Nothing was written."""
+
+
+class AccessDeniedError(MizaicError):
+    """The acting role may not perform the operation, or the data is not the scope's."""
+
+
+class RestrictedError(AccessDeniedError):
+    """Processing of the subject is restricted on the controller's instruction."""
+
+
+class NotFoundError(MizaicError):
+    """The named controller, record, instruction or other object does not exist."""
+
+
+class ConflictError(MizaicError):
+    """An optimistic-concurrency check failed: the etag is stale, or the object exists."""
+
+
+class IntegrityError(MizaicError):
+    """Stored data failed authentication or could not be parsed.
+
+    Deliberately opaque: a wrong key, a ciphertext moved to another controller, record or
+    field, a flipped bit, a truncated or extended envelope and an unknown format version
+    all raise this same error with the same kind of message.
+    """
+
+
+class HoldError(MizaicError):
+    """A hold (legal, inquiry, open access request) forbids the operation."""
+
+
+class KeyManagementError(MizaicError):
+    """A keyring failed to create, wrap or unwrap a key."""
+
+
+class AuditError(MizaicError):
+    """The audit event could not be recorded; the operation was not carried out."""
+
+
+class StorageError(MizaicError):
+    """Azure Storage failed after the SDK's retry policy gave up."""
