@@ -1,0 +1,185 @@
+"""The stored record document (format ``mizaic.record`` v1). Pure.
+
+A record is one small JSON blob::
+
+    {"format": "mizaic.record", "v": 1, "rid": <record id>, "cat": <category code>,
+     "ver": <version>, "c": <content id or null>,
+     "m": <field envelope of the meta document>,
+     "f": {<keyed tag of field name>: <field envelope of the JSON value>, ...}}
+
+Only the record id, category code, version and content id are plaintext; they are
+repeated inside the authenticated meta document and checked on every read, so editing
+them in storage is detected. Field names are replaced by keyed tags (a field name can
+itself be clinical). Each field is its own envelope, so a read decrypts only the fields
+asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mizaic_processor._core import envelope
+from mizaic_processor._core.envelope import RecordKeys
+from mizaic_processor.errors import IntegrityError
+
+META_FIELD = "$meta"
+FORMAT = "mizaic.record"
+
+
+def _integrity() -> IntegrityError:
+    return IntegrityError("stored data failed integrity verification")
+
+
+@dataclass(frozen=True)
+class RecordDoc:
+    """The parsed, not yet decrypted, record document."""
+
+    record_id: str
+    category: str
+    version: int
+    content_id: str | None
+    meta: bytes
+    fields: dict[str, bytes]
+
+
+def dumps_json(value: Any) -> bytes:
+    """Canonical compact JSON (sorted keys, UTF-8)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def encrypt_fields(
+    keys: RecordKeys,
+    values: Mapping[str, Any],
+    *,
+    controller_id: str,
+    record_id: str,
+    nonce: Callable[[], bytes],
+) -> dict[str, bytes]:
+    """Encrypt each field value (JSON) into its own envelope, keyed by its tag."""
+    return {
+        envelope.field_tag(keys, name): envelope.encrypt_field(
+            keys,
+            dumps_json(value),
+            controller_id=controller_id,
+            record_id=record_id,
+            field_path=name,
+            nonce=nonce(),
+        )
+        for name, value in values.items()
+    }
+
+
+def encrypt_meta(
+    keys: RecordKeys, meta: Mapping[str, Any], *, controller_id: str, record_id: str,
+    nonce: bytes,
+) -> bytes:
+    """Encrypt the meta document (subject, events, content info, names, timestamps)."""
+    return envelope.encrypt_field(
+        keys, dumps_json(meta), controller_id=controller_id, record_id=record_id,
+        field_path=META_FIELD, nonce=nonce,
+    )
+
+
+def encode(doc: RecordDoc) -> bytes:
+    """Serialise a record document."""
+    return dumps_json(
+        {
+            "format": FORMAT,
+            "v": 1,
+            "rid": doc.record_id,
+            "cat": doc.category,
+            "ver": doc.version,
+            "c": doc.content_id,
+            "m": base64.b64encode(doc.meta).decode("ascii"),
+            "f": {tag: base64.b64encode(env).decode("ascii") for tag, env in doc.fields.items()},
+        }
+    )
+
+
+def decode(data: bytes) -> RecordDoc:
+    """Parse a record document; any malformation is an integrity failure.
+
+    :raises IntegrityError: if the bytes are not a v1 record document.
+    """
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("v") != 1:
+            raise _integrity()
+        fields = raw["f"]
+        if not isinstance(fields, dict):
+            raise _integrity()
+        version = raw["ver"]
+        content_id = raw["c"]
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise _integrity()
+        if content_id is not None and not isinstance(content_id, str):
+            raise _integrity()
+        return RecordDoc(
+            record_id=str(raw["rid"]),
+            category=str(raw["cat"]),
+            version=version,
+            content_id=content_id,
+            meta=base64.b64decode(raw["m"], validate=True),
+            fields={
+                str(tag): base64.b64decode(env, validate=True) for tag, env in fields.items()
+            },
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        raise _integrity() from None
+
+
+def decrypt_meta(
+    keys: RecordKeys, doc: RecordDoc, *, controller_id: str, record_id: str
+) -> dict[str, Any]:
+    """Decrypt the meta document and check the plaintext header against it.
+
+    :raises IntegrityError: on failure, or if the plaintext header was edited.
+    """
+    if doc.record_id != record_id:
+        raise _integrity()
+    plain = envelope.decrypt_field(
+        keys, doc.meta, controller_id=controller_id, record_id=record_id, field_path=META_FIELD
+    )
+    try:
+        meta = json.loads(plain)
+    except ValueError:
+        raise _integrity() from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("category") != doc.category
+        or meta.get("version") != doc.version
+        or meta.get("content_id") != doc.content_id
+    ):
+        raise _integrity()
+    return meta
+
+
+def decrypt_fields(
+    keys: RecordKeys,
+    doc: RecordDoc,
+    names: Iterable[str],
+    *,
+    controller_id: str,
+    record_id: str,
+) -> dict[str, Any]:
+    """Decrypt the named fields only; names absent from the record are skipped.
+
+    :raises IntegrityError: if a field fails verification.
+    """
+    out: dict[str, Any] = {}
+    for name in names:
+        env = doc.fields.get(envelope.field_tag(keys, name))
+        if env is None:
+            continue
+        plain = envelope.decrypt_field(
+            keys, env, controller_id=controller_id, record_id=record_id, field_path=name
+        )
+        try:
+            out[name] = json.loads(plain)
+        except ValueError:
+            raise _integrity() from None
+    return out

@@ -1,0 +1,243 @@
+"""Public value types: actors, subject identifiers, records.
+
+Models are frozen pydantic models with ``extra="forbid"``. Anything that can hold patient
+data (subject identifiers, field values, dated events) is hidden from ``repr()`` and
+``str()``, so a record printed in a log line or a traceback shows ids only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from mizaic_processor._core import ids
+from mizaic_processor.errors import InvalidInputError, ResidencyError
+
+__all__ = [
+    "UK_REGIONS",
+    "Actor",
+    "ContentInfo",
+    "Controller",
+    "HospitalNumber",
+    "NHSNumber",
+    "Record",
+    "RecordRef",
+    "Region",
+    "Role",
+    "SubjectId",
+    "check_region",
+]
+
+Region: TypeAlias = Literal["uksouth", "ukwest"]
+UK_REGIONS: frozenset[str] = frozenset({"uksouth", "ukwest"})
+
+
+def check_region(region: object) -> Region:
+    """Accept only ``uksouth`` and ``ukwest`` (an Azure region pair inside the UK).
+
+    :raises ResidencyError: for any other value.
+    """
+    if region == "uksouth":
+        return "uksouth"
+    if region == "ukwest":
+        return "ukwest"
+    raise ResidencyError("only the UK regions uksouth and ukwest are allowed")
+
+
+class Role(StrEnum):
+    """What an actor may do.
+
+    - ``service``: a product service giving direct care; reads and writes records.
+    - ``controller_admin``: the controller's records manager or DPO; everything a service
+      may do, plus instructions, destruction, holds, approvals and exports.
+    - ``processor_operator``: Mizaic support; registers controllers and routes requests,
+      never reads or writes patient data.
+    """
+
+    SERVICE = "service"
+    CONTROLLER_ADMIN = "controller_admin"
+    PROCESSOR_OPERATOR = "processor_operator"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class Actor(_Frozen):
+    """Who performs an operation: an id (service principal, staff id) and a role."""
+
+    id: str
+    role: Role
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return ids.actor_id(value)
+
+    @classmethod
+    def service(cls, actor_id: str) -> Actor:
+        """An actor with the ``service`` role.
+
+        :raises InvalidInputError: if the id is malformed.
+        """
+        return _build(cls, id=actor_id, role=Role.SERVICE)
+
+    @classmethod
+    def controller_admin(cls, actor_id: str) -> Actor:
+        """An actor with the ``controller_admin`` role.
+
+        :raises InvalidInputError: if the id is malformed.
+        """
+        return _build(cls, id=actor_id, role=Role.CONTROLLER_ADMIN)
+
+    @classmethod
+    def processor_operator(cls, actor_id: str) -> Actor:
+        """An actor with the ``processor_operator`` role.
+
+        :raises InvalidInputError: if the id is malformed.
+        """
+        return _build(cls, id=actor_id, role=Role.PROCESSOR_OPERATOR)
+
+
+def _build(model: type[_M], **values: Any) -> _M:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Summarise a pydantic error by location and error type only, never the input value."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "input"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "value_error" and "ctx" in err:
+            msg = "invalid value"
+        parts.append(f"{loc}: {msg}")
+    return "invalid input: " + "; ".join(parts)
+
+
+class _SubjectBase:
+    """A subject identifier. Its value never appears in ``repr()`` or ``str()``."""
+
+    __slots__ = ("_value",)
+    kind: str = ""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    @property
+    def value(self) -> str:
+        """The normalised identifier. Handle with care: it identifies a patient."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._value,))
+
+
+class NHSNumber(_SubjectBase):
+    """An NHS number, validated (Modulus 11) and normalised to 10 digits.
+
+    >>> NHSNumber("943 476 5919")
+    NHSNumber(<redacted>)
+
+    :raises InvalidInputError: if it is not 10 digits with a valid check digit.
+    """
+
+    __slots__ = ()
+    kind = "nhs"
+
+    def __init__(self, value: str | int) -> None:
+        super().__init__(ids.nhs_number(value))
+
+
+class HospitalNumber(_SubjectBase):
+    """A controller-local hospital (MRN / case-note) number, upper-cased.
+
+    :raises InvalidInputError: if it is empty, over 32 characters or has characters other
+        than letters, digits, ``/`` and ``-``.
+    """
+
+    __slots__ = ()
+    kind = "local"
+
+    def __init__(self, value: str) -> None:
+        super().__init__(ids.hospital_number(value))
+
+
+SubjectId: TypeAlias = NHSNumber | HospitalNumber
+
+
+def subject_from(kind: str, value: str) -> SubjectId:
+    """Rebuild a subject identifier from its stored (decrypted) kind and value."""
+    if kind == NHSNumber.kind:
+        return NHSNumber(value)
+    if kind == HospitalNumber.kind:
+        return HospitalNumber(value)
+    raise InvalidInputError("unknown subject identifier kind")
+
+
+class Controller(_Frozen):
+    """A registered Data Controller (a healthcare provider)."""
+
+    controller_id: str
+    name: str
+    region: Region
+    container: str
+    created_at: dt.datetime
+    created_by: str
+
+
+class RecordRef(_Frozen):
+    """What a write returns: the record id and the etag to pass to the next update."""
+
+    record_id: str
+    etag: str
+    version: int
+
+
+class ContentInfo(_Frozen):
+    """Describes a record's document content (decrypted from the record)."""
+
+    content_type: str
+    length: int
+    sha256: str = Field(repr=False)
+
+
+class Record(_Frozen):
+    """A decrypted record. Only ids, category, version and etag appear in ``repr()``."""
+
+    record_id: str
+    category: str
+    version: int
+    etag: str
+    subject: SubjectId | None = Field(default=None, repr=False)
+    fields: dict[str, JsonValue] = Field(default_factory=dict, repr=False)
+    events: dict[str, dt.date] = Field(default_factory=dict, repr=False)
+    content: ContentInfo | None = None
+    created_at: dt.datetime | None = Field(default=None, repr=False)
+    updated_at: dt.datetime | None = Field(default=None, repr=False)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    def __str__(self) -> str:
+        return self.__repr__()
+

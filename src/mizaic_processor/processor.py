@@ -1,0 +1,809 @@
+"""The imperative shell: :class:`Processor` and the controller scope it hands out.
+
+Loads through the adapters, calls the pure core, writes through the adapters. Every
+input is validated before the first request to Azure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
+
+from mizaic_processor._azure.blob import BlobStore, Container
+from mizaic_processor._content import ContentReader, EncryptingReader, check_content
+from mizaic_processor._core import envelope, ids, record_doc
+from mizaic_processor._keystore import ControllerKeys, SubjectKey
+from mizaic_processor.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    MizaicError,
+    NotFoundError,
+)
+from mizaic_processor.keyring import Keyring
+from mizaic_processor.models import (
+    Actor,
+    ContentInfo,
+    Controller,
+    Record,
+    RecordRef,
+    Region,
+    Role,
+    SubjectId,
+    check_region,
+    describe_validation_error,
+    subject_from,
+)
+
+__all__ = ["ControllerScope", "Processor"]
+
+RECORD_PREFIX = "records/"
+CONTENT_PREFIX = "content/"
+MAX_FIELDS = 512
+MAX_RECORD_JSON = 4 * 1024 * 1024
+_CARE_ROLES = frozenset({Role.SERVICE, Role.CONTROLLER_ADMIN})
+
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _RecordInput(BaseModel):
+    """Validates what a caller hands to a write, before any I/O."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    category: str
+    fields: dict[str, JsonValue]
+    events: dict[str, dt.date]
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        return ids.category(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if len(value) > MAX_FIELDS:
+            raise ValueError("too many fields")
+        for name in value:
+            ids.field_name(name)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: dict[str, dt.date]) -> dict[str, dt.date]:
+        for name in value:
+            ids.event_name(name)
+        return value
+
+
+def _validate_input(
+    category: object, fields: object, events: object
+) -> _RecordInput:
+    if isinstance(events, Mapping):
+        for when in events.values():
+            if isinstance(when, dt.datetime):
+                raise InvalidInputError("invalid input: events are dates, not datetimes")
+    try:
+        data = _RecordInput(
+            category=category,
+            fields=fields,
+            events=events,
+        )
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from None
+    except InvalidInputError:
+        raise
+    except (ValueError, TypeError, RecursionError):
+        raise InvalidInputError("invalid input") from None
+    try:
+        size = len(record_doc.dumps_json(data.fields))
+    except (ValueError, TypeError, RecursionError):
+        raise InvalidInputError("invalid input: fields are not JSON") from None
+    if size > MAX_RECORD_JSON:
+        raise InvalidInputError("invalid input: the fields exceed 4 MiB")
+    return data
+
+
+def _check_subject(subject: object) -> SubjectId:
+    from mizaic_processor.models import HospitalNumber, NHSNumber
+
+    if not isinstance(subject, NHSNumber | HospitalNumber):
+        raise InvalidInputError("invalid input: subject must be an NHSNumber or HospitalNumber")
+    return subject
+
+
+def _check_etag(etag: object) -> str:
+    if not isinstance(etag, str) or not etag or len(etag) > 128 or not etag.isprintable():
+        raise InvalidInputError("invalid etag")
+    return etag
+
+
+class Processor:
+    """Entry point: connects to Blob Storage in a UK region and hands out controller scopes.
+
+    :param account_url: the storage account's blob endpoint.
+    :param credential: an azure-identity credential (e.g. ``DefaultAzureCredential()``).
+    :param region: ``"uksouth"`` or ``"ukwest"``: where the storage account is. Anything
+        else raises :class:`~mizaic_processor.errors.ResidencyError` before any I/O.
+    :param keyring: where controllers' key-encryption keys live.
+    :param retry_total: attempts of the Azure SDK's exponential retry on transient faults.
+    :param retry_backoff: the first retry's back-off in seconds (then doubling, jittered).
+    :param key_cache_ttl: seconds an unwrapped key stays cached in this process.
+    :param chunk_size: plaintext bytes per encrypted content chunk.
+    :raises ResidencyError: if the region is not a UK region.
+    :raises InvalidInputError: if an option is out of range.
+    """
+
+    def __init__(
+        self,
+        account_url: str,
+        credential: Any = None,
+        *,
+        region: str,
+        keyring: Keyring,
+        retry_total: int = 5,
+        retry_backoff: float = 0.5,
+        key_cache_ttl: float = 300.0,
+        chunk_size: int = envelope.DEFAULT_CHUNK_SIZE,
+        clock: Clock = _utcnow,
+        _store: BlobStore | None = None,
+    ) -> None:
+        self._region = check_region(region)
+        self._check_options(keyring, retry_total, key_cache_ttl, chunk_size)
+        if _store is None:
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            _store = BlobStore.from_url(
+                account_url, credential, retry_total=retry_total, retry_backoff=retry_backoff
+            )
+        self._store = _store
+        self._keyring = keyring
+        self._ttl = key_cache_ttl
+        self._chunk_size = chunk_size
+        self._clock = clock
+        self._registry = _store.container(ids.REGISTRY_CONTAINER)
+        self._controllers: dict[str, Controller] = {}
+        self._keys: dict[str, ControllerKeys] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _check_options(
+        keyring: object, retry_total: object, key_cache_ttl: object, chunk_size: object
+    ) -> None:
+        if not all(hasattr(keyring, m) for m in ("create_key", "wrap_key", "unwrap_key")):
+            raise InvalidInputError("keyring must implement the Keyring protocol")
+        if not isinstance(retry_total, int) or not 0 <= retry_total <= 20:
+            raise InvalidInputError("retry_total must be 0..20")
+        if not isinstance(key_cache_ttl, int | float) or not 0 < key_cache_ttl <= 3600:
+            raise InvalidInputError("key_cache_ttl must be in (0, 3600] seconds")
+        if not isinstance(chunk_size, int) or not (
+            envelope.MIN_CHUNK_SIZE <= chunk_size <= envelope.MAX_CHUNK_SIZE
+        ):
+            raise InvalidInputError("chunk_size out of range")
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        conn_str: str,
+        *,
+        region: str,
+        keyring: Keyring,
+        retry_total: int = 5,
+        retry_backoff: float = 0.5,
+        key_cache_ttl: float = 300.0,
+        chunk_size: int = envelope.DEFAULT_CHUNK_SIZE,
+        clock: Clock = _utcnow,
+    ) -> Processor:
+        """Connect with a storage connection string (Azurite, development).
+
+        :raises ResidencyError: if the region is not a UK region.
+        :raises InvalidInputError: if an option is out of range.
+        :raises StorageError: if the connection string is malformed.
+        """
+        check_region(region)
+        cls._check_options(keyring, retry_total, key_cache_ttl, chunk_size)
+        if not isinstance(conn_str, str) or not conn_str:
+            raise InvalidInputError("a connection string is required")
+        store = BlobStore.from_connection_string(
+            conn_str, retry_total=retry_total, retry_backoff=retry_backoff
+        )
+        return cls(
+            "", None, region=region, keyring=keyring, retry_total=retry_total,
+            retry_backoff=retry_backoff, key_cache_ttl=key_cache_ttl, chunk_size=chunk_size,
+            clock=clock, _store=store,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> Processor:
+        """Build a processor from ``MIZAIC_*`` environment variables.
+
+        See :class:`~mizaic_processor.Settings` for the variables.
+
+        :raises ConfigurationError: if the settings are incomplete or inconsistent.
+        :raises ResidencyError: if the region is not a UK region.
+        """
+        from mizaic_processor.settings import Settings
+
+        if settings is None:
+            settings = Settings.load()
+        if not isinstance(settings, Settings):
+            raise InvalidInputError("settings must be a Settings instance")
+        keyring = settings.build_keyring()
+        common: dict[str, Any] = {
+            "region": settings.region,
+            "keyring": keyring,
+            "retry_total": settings.retry_total,
+            "retry_backoff": settings.retry_backoff,
+            "key_cache_ttl": settings.key_cache_ttl,
+        }
+        if settings.connection_string is not None:
+            return cls.from_connection_string(
+                settings.connection_string.get_secret_value(), **common
+            )
+        if settings.account_url is None:
+            raise ConfigurationError(
+                "set MIZAIC_CONNECTION_STRING or MIZAIC_ACCOUNT_URL"
+            )
+        return cls(settings.account_url, None, **common)
+
+    def __repr__(self) -> str:
+        return f"Processor(account={self._store.account_name!r}, region={self._region!r})"
+
+    def __enter__(self) -> Processor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._store.close()
+
+    @property
+    def region(self) -> Region:
+        """The UK region the storage account is in."""
+        return self._region
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent to Blob Storage so far (retries and pages included)."""
+        return self._store.requests.count
+
+    # -- controllers ---------------------------------------------------------------------
+
+    def register_controller(
+        self, controller_id: str, *, name: str, actor: Actor, region: str | None = None
+    ) -> Controller:
+        """Register a Data Controller: its container, its KEK and its controller keys.
+
+        Idempotent: registering an existing controller returns it unchanged.
+
+        :param controller_id: 2-40 lower-case letters, digits and single hyphens (an ODS
+            code such as ``rj1`` fits).
+        :param name: the controller's name (an organisation, not a patient).
+        :param actor: a ``processor_operator``.
+        :param region: the controller's region; the processor's when omitted.
+        :raises ResidencyError: if the region is not ``uksouth`` or ``ukwest``.
+        :raises InvalidInputError: if the id or name is malformed.
+        :raises AccessDeniedError: if the actor is not a ``processor_operator``.
+        """
+        chosen = check_region(region if region is not None else self._region)
+        cid = ids.controller_id(controller_id)
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= 200 or not name.isprintable():
+            raise InvalidInputError("invalid controller name")
+        if not isinstance(actor, Actor) or actor.role is not Role.PROCESSOR_OPERATOR:
+            raise AccessDeniedError("only a processor_operator registers controllers")
+        try:
+            return self.get_controller(cid)
+        except NotFoundError:
+            pass
+        self._registry.create()
+        container = self._store.container(ids.container_name(cid))
+        container.create()
+        now = self._clock()
+        kek_name = f"mizaic-{cid}"
+        try:
+            kek_id = self._keyring.create_key(kek_name)
+        except MizaicError:
+            kek_id = self._keyring.rotate_key(kek_name)
+        ControllerKeys.initialise(cid, container, self._keyring, kek_id, now.isoformat())
+        controller = Controller(
+            controller_id=cid,
+            name=name.strip(),
+            region=chosen,
+            container=container.name,
+            created_at=now,
+            created_by=actor.id,
+        )
+        try:
+            self._registry.put(
+                f"controllers/{cid}.json",
+                controller.model_dump_json().encode(),
+                what="controller registration",
+            )
+        except ConflictError:
+            return self.get_controller(cid)
+        with self._lock:
+            self._controllers[cid] = controller
+        return controller
+
+    def get_controller(self, controller_id: str) -> Controller:
+        """The registration of ``controller_id``.
+
+        :raises InvalidInputError: if the id is malformed.
+        :raises NotFoundError: if no such controller is registered.
+        """
+        cid = ids.controller_id(controller_id)
+        with self._lock:
+            cached = self._controllers.get(cid)
+        if cached is not None:
+            return cached
+        stored = self._registry.get(f"controllers/{cid}.json", what="controller")
+        try:
+            controller = Controller.model_validate_json(stored.data)
+        except ValidationError:
+            raise IntegrityError("stored data failed integrity verification") from None
+        if controller.controller_id != cid:
+            raise IntegrityError("stored data failed integrity verification")
+        with self._lock:
+            self._controllers[cid] = controller
+        return controller
+
+    def list_controllers(self) -> Iterator[Controller]:
+        """Every registered controller."""
+        if not self._registry.exists():
+            return
+        for name in self._registry.list_names("controllers/"):
+            yield self.get_controller(name.removeprefix("controllers/").removesuffix(".json"))
+
+    def _controller_keys(self, controller: Controller) -> ControllerKeys:
+        with self._lock:
+            keys = self._keys.get(controller.controller_id)
+            if keys is None:
+                keys = ControllerKeys(
+                    controller.controller_id,
+                    self._store.container(controller.container),
+                    self._keyring,
+                    ttl=self._ttl,
+                )
+                self._keys[controller.controller_id] = keys
+            return keys
+
+    def tenant(self, controller_id: str, *, actor: Actor) -> ControllerScope:
+        """A scope that can only ever touch ``controller_id``'s data, acting as ``actor``.
+
+        :raises InvalidInputError: if the id is malformed or ``actor`` is not an Actor.
+        :raises NotFoundError: if no such controller is registered.
+        """
+        if not isinstance(actor, Actor):
+            raise InvalidInputError("actor must be an Actor")
+        controller = self.get_controller(controller_id)
+        return ControllerScope(
+            controller=controller,
+            actor=actor,
+            container=self._store.container(controller.container),
+            keys=self._controller_keys(controller),
+            chunk_size=self._chunk_size,
+            clock=self._clock,
+        )
+
+
+class ControllerScope:
+    """One controller's data, as seen by one actor. Obtain it from :meth:`Processor.tenant`.
+
+    Every method validates its input before any I/O, checks the actor's role, and
+    touches only this controller's container and keys.
+    """
+
+    def __init__(
+        self,
+        *,
+        controller: Controller,
+        actor: Actor,
+        container: Container,
+        keys: ControllerKeys,
+        chunk_size: int,
+        clock: Clock,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._controller = controller
+        self._actor = actor
+        self._container = container
+        self._keys = keys
+        self._chunk_size = chunk_size
+        self._clock = clock
+        self._random = random_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"ControllerScope(controller={self.controller_id!r}, actor={self._actor.id!r}, "
+            f"role={self._actor.role.value!r})"
+        )
+
+    @property
+    def controller_id(self) -> str:
+        """The controller this scope belongs to."""
+        return self._controller.controller_id
+
+    @property
+    def actor(self) -> Actor:
+        """Who this scope acts for."""
+        return self._actor
+
+    def _require(self, roles: frozenset[Role], what: str) -> None:
+        if self._actor.role not in roles:
+            raise AccessDeniedError(f"role {self._actor.role.value} may not {what}")
+
+    def _record_keys(self, key: SubjectKey, record_id: str) -> envelope.RecordKeys:
+        return envelope.derive_record_keys(
+            key.key,
+            skid=key.skid_bytes,
+            key_version=key.version,
+            controller_id=self.controller_id,
+            record_id=record_id,
+        )
+
+    def _nonce(self) -> bytes:
+        return self._random(envelope.NONCE_BYTES)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create_record(
+        self,
+        subject: SubjectId,
+        *,
+        category: str,
+        fields: Mapping[str, Any] | None = None,
+        events: Mapping[str, dt.date] | None = None,
+        content: bytes | IO[bytes] | None = None,
+        content_type: str | None = None,
+    ) -> RecordRef:
+        """Store a new record for ``subject``, encrypted under the subject's key.
+
+        :param subject: an :class:`NHSNumber` or :class:`HospitalNumber`.
+        :param category: the data category code (``adult``, ``maternity``, ...).
+        :param fields: structured fields, name -> JSON value.
+        :param events: dated events used by retention (``last_treatment``, ...).
+        :param content: a document: bytes or a binary stream of any size.
+        :param content_type: the document's media type; required with ``content``.
+        :raises InvalidInputError: on bad input (before any I/O; nothing written).
+        :raises AccessDeniedError: if the actor may not write records.
+        :raises StorageError: if Azure Storage fails; no record is then visible.
+        """
+        self._require(_CARE_ROLES, "write records")
+        subject = _check_subject(subject)
+        data = _validate_input(category, dict(fields or {}), dict(events or {}))
+        content_type = check_content(content, content_type)
+        key = self._keys.subject_for_write(subject)
+        record_id = ids.make_record_id(key.skid_bytes, self._random(16))
+        now = self._clock()
+        return self._write(
+            key,
+            record_id,
+            category=data.category,
+            version=1,
+            field_envelopes=record_doc.encrypt_fields(
+                self._record_keys(key, record_id), data.fields,
+                controller_id=self.controller_id, record_id=record_id, nonce=self._nonce,
+            ),
+            meta={
+                "subject": {"kind": subject.kind, "value": subject.value},
+                "names": sorted(data.fields),
+                "events": {k: v.isoformat() for k, v in data.events.items()},
+                "created_at": now.isoformat(),
+                "updated_at": now.isoformat(),
+            },
+            content=content,
+            content_type=content_type,
+            etag=None,
+        )
+
+    def _write(
+        self,
+        key: SubjectKey,
+        record_id: str,
+        *,
+        category: str,
+        version: int,
+        field_envelopes: dict[str, bytes],
+        meta: dict[str, Any],
+        content: bytes | IO[bytes] | None,
+        content_type: str | None,
+        etag: str | None,
+        content_id: str | None = None,
+    ) -> RecordRef:
+        keys = self._record_keys(key, record_id)
+        if content is not None and content_type is not None:
+            content_id = ids.b32(self._random(16))
+            meta["content"] = self._upload_content(keys, record_id, content_id, content,
+                                                   content_type)
+        meta.update(category=category, version=version, content_id=content_id)
+        doc = record_doc.RecordDoc(
+            record_id=record_id,
+            category=category,
+            version=version,
+            content_id=content_id,
+            meta=record_doc.encrypt_meta(
+                keys, meta, controller_id=self.controller_id, record_id=record_id,
+                nonce=self._nonce(),
+            ),
+            fields=field_envelopes,
+        )
+        name = self._record_blob(record_id)
+        new_etag = self._container.put(
+            name, record_doc.encode(doc), etag=etag, what="record"
+        )
+        return RecordRef(record_id=record_id, etag=new_etag, version=version)
+
+    def _upload_content(
+        self,
+        keys: envelope.RecordKeys,
+        record_id: str,
+        content_id: str,
+        content: bytes | IO[bytes],
+        content_type: str,
+    ) -> dict[str, Any]:
+        encryptor = envelope.ContentEncryptor(
+            keys,
+            controller_id=self.controller_id,
+            record_id=record_id,
+            salt=self._random(envelope.SALT_BYTES),
+            chunk_size=self._chunk_size,
+        )
+        reader = EncryptingReader(encryptor, content, self._chunk_size)
+        self._container.put_stream(
+            self._content_blob(record_id, content_id),
+            reader,
+            length=reader.encrypted_length,
+            what="content",
+        )
+        return {
+            "type": content_type,
+            "length": encryptor.plaintext_length,
+            "sha256": encryptor.plaintext_sha256.hex(),
+        }
+
+    def update_record(
+        self,
+        record_id: str,
+        *,
+        etag: str,
+        fields: Mapping[str, Any] | None = None,
+        remove_fields: Sequence[str] = (),
+        events: Mapping[str, dt.date] | None = None,
+        content: bytes | IO[bytes] | None = None,
+        content_type: str | None = None,
+    ) -> RecordRef:
+        """Change a record if nobody else has since ``etag`` (optimistic concurrency).
+
+        Fields in ``fields`` are set (others kept), ``remove_fields`` are removed, events
+        in ``events`` are set (a newer event restarts a retention clock). Unchanged fields
+        keep their envelopes and are not decrypted.
+
+        :raises InvalidInputError: on bad input (before any I/O).
+        :raises ConflictError: if the record changed since ``etag``: re-read and retry.
+        :raises NotFoundError: if there is no such record in this controller.
+        :raises AccessDeniedError: if the actor may not write records.
+        :raises IntegrityError: if the stored record fails verification.
+        """
+        self._require(_CARE_ROLES, "write records")
+        record_id = ids.record_id(record_id)
+        etag = _check_etag(etag)
+        if isinstance(remove_fields, str) or not isinstance(remove_fields, Sequence):
+            raise InvalidInputError("remove_fields must be a sequence of field names")
+        removed = [ids.field_name(n) for n in remove_fields]
+        data = _validate_input("x", dict(fields or {}), dict(events or {}))
+        content_type = check_content(content, content_type)
+        key, doc, stored_etag = self._load(record_id)
+        if stored_etag != etag:
+            raise ConflictError("record was changed by someone else (stale etag)")
+        keys = self._record_keys(key, record_id)
+        meta = record_doc.decrypt_meta(
+            keys, doc, controller_id=self.controller_id, record_id=record_id
+        )
+        envelopes = dict(doc.fields)
+        for name in removed:
+            envelopes.pop(envelope.field_tag(keys, name), None)
+        envelopes.update(
+            record_doc.encrypt_fields(
+                keys, data.fields, controller_id=self.controller_id, record_id=record_id,
+                nonce=self._nonce,
+            )
+        )
+        meta["names"] = sorted(
+            (set(self._all_field_names(keys, doc, meta)) - set(removed)) | set(data.fields)
+        )
+        merged_events = dict(meta.get("events", {}))
+        merged_events.update({k: v.isoformat() for k, v in data.events.items()})
+        meta["events"] = merged_events
+        meta["updated_at"] = self._clock().isoformat()
+        old_content = doc.content_id
+        ref = self._write(
+            key, record_id, category=doc.category, version=doc.version + 1,
+            field_envelopes=envelopes, meta=meta, content=content, content_type=content_type,
+            etag=etag, content_id=old_content,
+        )
+        if content is not None and old_content is not None:
+            self._container.delete(self._content_blob(record_id, old_content), what="content")
+        return ref
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _record_blob(self, record_id: str) -> str:
+        return f"{RECORD_PREFIX}{ids.skid_of_record(record_id)}/{record_id[27:]}"
+
+    def _content_blob(self, record_id: str, content_id: str) -> str:
+        return f"{CONTENT_PREFIX}{ids.skid_of_record(record_id)}/{record_id[27:]}/{content_id}"
+
+    def _load(self, record_id: str) -> tuple[SubjectKey, record_doc.RecordDoc, str]:
+        stored = self._container.get(self._record_blob(record_id), what="record")
+        doc = record_doc.decode(stored.data)
+        try:
+            key = self._keys.subject_key(ids.skid_of_record(record_id))
+        except NotFoundError:
+            raise IntegrityError("stored data failed integrity verification") from None
+        return key, doc, stored.etag
+
+    def get_record(self, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
+        """Read and decrypt a record: every field, or only the ``fields`` named.
+
+        Only the fields asked for are decrypted; names the record lacks are absent from
+        the result.
+
+        :raises InvalidInputError: if the id or a field name is malformed.
+        :raises NotFoundError: if there is no such record in this controller.
+        :raises AccessDeniedError: if the actor may not read records.
+        :raises IntegrityError: if the stored record fails verification.
+        """
+        self._require(_CARE_ROLES, "read records")
+        record_id = ids.record_id(record_id)
+        wanted: list[str] | None = None
+        if fields is not None:
+            if isinstance(fields, str) or not isinstance(fields, Sequence):
+                raise InvalidInputError("fields must be a sequence of field names")
+            wanted = [ids.field_name(n) for n in fields]
+        key, doc, etag = self._load(record_id)
+        keys = self._record_keys(key, record_id)
+        meta = record_doc.decrypt_meta(
+            keys, doc, controller_id=self.controller_id, record_id=record_id
+        )
+        names = wanted if wanted is not None else self._all_field_names(keys, doc, meta)
+        values = record_doc.decrypt_fields(
+            keys, doc, names, controller_id=self.controller_id, record_id=record_id
+        )
+        return self._to_record(record_id, doc, meta, values, etag)
+
+    def _all_field_names(
+        self, keys: envelope.RecordKeys, doc: record_doc.RecordDoc, meta: dict[str, Any]
+    ) -> list[str]:
+        names = meta.get("names")
+        if not isinstance(names, list):
+            raise IntegrityError("stored data failed integrity verification")
+        if {envelope.field_tag(keys, str(n)) for n in names} != set(doc.fields):
+            raise IntegrityError("stored data failed integrity verification")
+        return [str(n) for n in names]
+
+    def _to_record(
+        self,
+        record_id: str,
+        doc: record_doc.RecordDoc,
+        meta: dict[str, Any],
+        values: dict[str, Any],
+        etag: str,
+    ) -> Record:
+        try:
+            subject_meta = meta["subject"]
+            content = meta.get("content")
+            return Record(
+                record_id=record_id,
+                category=doc.category,
+                version=doc.version,
+                etag=etag,
+                subject=subject_from(subject_meta["kind"], subject_meta["value"]),
+                fields=values,
+                events={k: dt.date.fromisoformat(v) for k, v in meta["events"].items()},
+                content=None if content is None else ContentInfo(
+                    content_type=content["type"], length=content["length"],
+                    sha256=content["sha256"],
+                ),
+                created_at=dt.datetime.fromisoformat(meta["created_at"]),
+                updated_at=dt.datetime.fromisoformat(meta["updated_at"]),
+            )
+        except (KeyError, TypeError, ValueError, ValidationError, InvalidInputError):
+            raise IntegrityError("stored data failed integrity verification") from None
+
+    def open_content(self, record_id: str) -> ContentReader:
+        """Stream a record's document, decrypting and verifying chunk by chunk.
+
+        Memory stays bounded whatever the size. The plaintext SHA-256 and length recorded
+        at capture are checked when the stream ends; a truncated, reordered or altered
+        stream raises :class:`IntegrityError` (at the latest when the end is read).
+
+        :raises InvalidInputError: if the id is malformed.
+        :raises NotFoundError: if there is no such record, or it has no content.
+        :raises AccessDeniedError: if the actor may not read records.
+        :raises IntegrityError: if the record or its content fails verification.
+        """
+        self._require(_CARE_ROLES, "read records")
+        record_id = ids.record_id(record_id)
+        key, doc, _ = self._load(record_id)
+        keys = self._record_keys(key, record_id)
+        meta = record_doc.decrypt_meta(
+            keys, doc, controller_id=self.controller_id, record_id=record_id
+        )
+        info = meta.get("content")
+        if doc.content_id is None or not isinstance(info, dict):
+            raise NotFoundError("record has no content")
+        pieces = self._container.open(self._content_blob(record_id, doc.content_id))
+        decryptor = envelope.ContentDecryptor(
+            keys, controller_id=self.controller_id, record_id=record_id
+        )
+        return ContentReader(
+            pieces, decryptor, expected_length=info.get("length"),
+            expected_sha256=info.get("sha256"),
+        )
+
+    def list_records(self, subject: SubjectId) -> Iterator[str]:
+        """The ids of every record of ``subject``, found through the blind index.
+
+        Costs one index lookup and a listing of that subject's records only, never a
+        scan of the controller's data.
+
+        :raises InvalidInputError: if ``subject`` is not a subject identifier.
+        :raises AccessDeniedError: if the actor may not read records.
+        """
+        self._require(_CARE_ROLES, "find records")
+        subject = _check_subject(subject)
+        skid = self._keys.find_subject(subject)
+        if skid is None:
+            return iter(())
+        prefix = f"{RECORD_PREFIX}{skid}/"
+        return (
+            "r" + skid + name[len(prefix):]
+            for name in self._container.list_names(prefix)
+        )
+
+    def delete_record(self, record_id: str, *, etag: str | None = None) -> None:
+        """Delete a record and its content (idempotent). ``controller_admin`` only.
+
+        :raises InvalidInputError: if the id or etag is malformed.
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        :raises ConflictError: if ``etag`` is given and the record changed since.
+        """
+        self._require(frozenset({Role.CONTROLLER_ADMIN}), "delete records")
+        record_id = ids.record_id(record_id)
+        if etag is not None:
+            etag = _check_etag(etag)
+        try:
+            stored = self._container.get(self._record_blob(record_id), what="record")
+        except NotFoundError:
+            return
+        if etag is not None and stored.etag != etag:
+            raise ConflictError("record was changed by someone else (stale etag)")
+        doc = record_doc.decode(stored.data)
+        if doc.content_id is not None:
+            self._container.delete(self._content_blob(record_id, doc.content_id), what="content")
+        self._container.delete(self._record_blob(record_id), etag=stored.etag, what="record")
+
+    def subject_exists(self, subject: SubjectId) -> bool:
+        """Whether ``subject`` has a key (and so possibly records) in this controller.
+
+        :raises AccessDeniedError: if the actor may not read records.
+        """
+        self._require(_CARE_ROLES, "find records")
+        subject = _check_subject(subject)
+        return self._keys.find_subject(subject) is not None
