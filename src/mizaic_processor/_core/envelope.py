@@ -326,11 +326,10 @@ class ContentEncryptor:
         parts = [self._prefix()]
         size = self._chunk_size
         start = 0
-        view = memoryview(self._buffer)
-        while len(self._buffer) - start > size:
-            parts.append(self._emit(view[start : start + size], final=False))
-            start += size
-        view.release()
+        with memoryview(self._buffer) as view:
+            while len(self._buffer) - start > size:
+                parts.append(self._emit(view[start : start + size], final=False))
+                start += size
         if start:
             del self._buffer[:start]
         return b"".join(parts)
@@ -467,11 +466,14 @@ class ContentDecryptor:
         full = self._chunk_size + TAG_BYTES
         parts = []
         start = 0
-        view = memoryview(self._buffer)
-        while len(self._buffer) - start > full:
-            parts.append(self._open(view[start : start + full], final=False))
-            start += full
-        view.release()
+        try:
+            with memoryview(self._buffer) as view:
+                while len(self._buffer) - start > full:
+                    parts.append(self._open(view[start : start + full], final=False))
+                    start += full
+        except IntegrityError:
+            self._done = True
+            raise
         if start:
             del self._buffer[:start]
         return b"".join(parts)
