@@ -14,7 +14,8 @@ Vocabulary:
 * **Reuse restarts the clock** by updating events: the caller keeps, for every event name, the
   date of its most recent occurrence, so a record coming back into use gets a newer
   ``last_seen`` / ``end_of_treatment`` / ``last_treatment``. Every preset combines its triggers
-  by ``latest``, so a newer event never brings a due date forward (a property the tests check).
+  by ``latest``, so a newer event never brings a due date forward (a property the tests check;
+  the date of birth is a fact, not a trigger, and is not "newer").
 * A :class:`RetentionRule` is one or more **clauses**, each giving a date or nothing, combined
   by ``latest`` (default) or ``earliest``:
 
