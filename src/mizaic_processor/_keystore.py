@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from mizaic_processor._azure.blob import Container
 from mizaic_processor._core import envelope, ids
 from mizaic_processor._core.keys import (
+    audit_key,
     blind_index,
     controller_data_key,
     index_key_context,
@@ -225,6 +226,18 @@ class ControllerKeys:
         _, key = self.controller_key()
         return controller_data_key(key, self.controller_id)
 
+    def audit_key(self, version: int | None = None) -> tuple[int, bytes]:
+        """The checkpoint-sealing key of controller key ``version`` (current if None).
+
+        :raises IntegrityError: if that controller key version is unknown.
+        """
+        current, versions, _ = self._load_controller()
+        version = current if version is None else version
+        key = versions.get(version)
+        if key is None:
+            raise _integrity()
+        return version, audit_key(key, self.controller_id)
+
     def blind_index(self, subject: SubjectId) -> str:
         """The subject's blind index under this controller's index key."""
         _, _, index_key = self._load_controller()
@@ -283,7 +296,9 @@ class ControllerKeys:
         self._index.put(index, str(skid))
         return str(skid)
 
-    def subject_for_write(self, subject: SubjectId) -> SubjectKey:
+    def subject_for_write(
+        self, subject: SubjectId, *, proposed_skid: str | None = None
+    ) -> SubjectKey:
         """The subject's key, created (with its index entry) on first use.
 
         Two writers racing to create the same subject agree: the index entry is
@@ -292,7 +307,7 @@ class ControllerKeys:
         skid = self.find_subject(subject)
         if skid is not None:
             return self.subject_key(skid)
-        new_skid = ids.b32(self._random(16))
+        new_skid = proposed_skid or ids.b32(self._random(16))
         key = self._random(32)
         ck_version, ck = self.controller_key()
         wrapped = envelope.wrap_key(

@@ -16,7 +16,9 @@ layer below are translated at the one adapter that talks to it, with ``raise ...
      ├── NotFoundError              no such controller, record, instruction, ...
      ├── ConflictError              optimistic concurrency: stale etag, or it exists
      ├── IntegrityError             a ciphertext, envelope or stored document failed
-     │                              authentication or parsing (one opaque error)
+     │    │                         authentication or parsing (one opaque error)
+     │    └── AuditTamperedError    the audit trail does not verify; names the first
+     │                              broken event (chain, sequence number, kind)
      ├── HoldError                  a hold forbids destroying or altering the data
      ├── KeyManagementError         a keyring could not create, wrap or unwrap a key
      ├── AuditError                 the audit event could not be recorded, so the
@@ -32,6 +34,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDeniedError",
     "AuditError",
+    "AuditTamperedError",
     "ConfigurationError",
     "ConflictError",
     "HoldError",
@@ -85,6 +88,22 @@ class IntegrityError(MizaicError):
     field, a flipped bit, a truncated or extended envelope and an unknown format version
     all raise this same error with the same kind of message.
     """
+
+
+class AuditTamperedError(IntegrityError):
+    """The audit trail failed verification.
+
+    :ivar chain: the writer chain where the first break is.
+    :ivar seq: the sequence number of the first broken event in that chain.
+    :ivar kind: ``altered``, ``removed``, ``reordered``, ``inserted``, ``malformed``,
+        ``truncated``, ``chain missing`` or ``forged checkpoint``.
+    """
+
+    def __init__(self, chain: str, seq: int, kind: str) -> None:
+        super().__init__(f"audit trail broken: chain {chain}, event #{seq}: {kind}")
+        self.chain = chain
+        self.seq = seq
+        self.kind = kind
 
 
 class HoldError(MizaicError):

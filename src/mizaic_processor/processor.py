@@ -6,18 +6,22 @@ input is validated before the first request to Azure.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
+from mizaic_processor._audit_writer import AuditWriter, Ticket
 from mizaic_processor._azure.blob import BlobStore, Container
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
 from mizaic_processor._core import envelope, ids, record_doc
 from mizaic_processor._keystore import ControllerKeys, SubjectKey
+from mizaic_processor.audit import AuditTrail
 from mizaic_processor.errors import (
     AccessDeniedError,
     ConfigurationError,
@@ -51,6 +55,15 @@ MAX_RECORD_JSON = 4 * 1024 * 1024
 _CARE_ROLES = frozenset({Role.SERVICE, Role.CONTROLLER_ADMIN})
 
 Clock = Callable[[], dt.datetime]
+T = TypeVar("T")
+
+# HL7 v3 ActReason codes recorded as the audit event's purposeOfEvent, by role.
+_DEFAULT_PURPOSE = {
+    Role.SERVICE: "TREAT",
+    Role.CONTROLLER_ADMIN: "HOPERAT",
+    Role.PROCESSOR_OPERATOR: "HSYSADMIN",
+}
+_PURPOSE = re.compile(r"[A-Z][A-Z0-9_-]{1,31}")
 
 
 def _utcnow() -> dt.datetime:
@@ -124,6 +137,12 @@ def _check_subject(subject: object) -> SubjectId:
     return subject
 
 
+def _skid_bytes(skid: str) -> bytes:
+    import base64
+
+    return base64.b32decode(skid.upper() + "======")
+
+
 def _check_etag(etag: object) -> str:
     if not isinstance(etag, str) or not etag or len(etag) > 128 or not etag.isprintable():
         raise InvalidInputError("invalid etag")
@@ -178,6 +197,7 @@ class Processor:
         self._registry = _store.container(ids.REGISTRY_CONTAINER)
         self._controllers: dict[str, Controller] = {}
         self._keys: dict[str, ControllerKeys] = {}
+        self._writers: dict[str, AuditWriter] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -270,7 +290,12 @@ class Processor:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Commit and seal pending audit events, then close the connection pool."""
+        with self._lock:
+            writers = list(self._writers.values())
+            self._writers.clear()
+        for writer in writers:
+            writer.close()
         self._store.close()
 
     @property
@@ -339,6 +364,10 @@ class Processor:
             return self.get_controller(cid)
         with self._lock:
             self._controllers[cid] = controller
+        writer = self._audit_writer(controller)
+        writer.submit(
+            _event(actor, "controller.register", "C", f"controller:{cid}", "HSYSADMIN")
+        ).wait()
         return controller
 
     def get_controller(self, controller_id: str) -> Controller:
@@ -383,23 +412,71 @@ class Processor:
                 self._keys[controller.controller_id] = keys
             return keys
 
-    def tenant(self, controller_id: str, *, actor: Actor) -> ControllerScope:
+    def _audit_writer(self, controller: Controller) -> AuditWriter:
+        keys = self._controller_keys(controller)
+        with self._lock:
+            writer = self._writers.get(controller.controller_id)
+            if writer is None or writer.pid != os.getpid():
+                writer = AuditWriter(
+                    self._store.container(controller.container),
+                    audit_key=keys.audit_key,
+                    clock=self._clock,
+                )
+                self._writers[controller.controller_id] = writer
+            return writer
+
+    def tenant(
+        self, controller_id: str, *, actor: Actor, purpose: str | None = None
+    ) -> ControllerScope:
         """A scope that can only ever touch ``controller_id``'s data, acting as ``actor``.
 
-        :raises InvalidInputError: if the id is malformed or ``actor`` is not an Actor.
+        :param purpose: the HL7 v3 ActReason code recorded with every audit event
+            (``TREAT``, ``HOPERAT``, ...); by default ``TREAT`` for a service,
+            ``HOPERAT`` for a controller admin.
+        :raises InvalidInputError: if the id or purpose is malformed or ``actor`` is not
+            an Actor.
         :raises NotFoundError: if no such controller is registered.
         """
         if not isinstance(actor, Actor):
             raise InvalidInputError("actor must be an Actor")
+        if purpose is None:
+            purpose = _DEFAULT_PURPOSE[actor.role]
+        elif not isinstance(purpose, str) or _PURPOSE.fullmatch(purpose) is None:
+            raise InvalidInputError("invalid purpose code")
         controller = self.get_controller(controller_id)
         return ControllerScope(
             controller=controller,
             actor=actor,
+            purpose=purpose,
             container=self._store.container(controller.container),
             keys=self._controller_keys(controller),
+            audit=self._audit_writer(controller),
             chunk_size=self._chunk_size,
             clock=self._clock,
         )
+
+
+def _event(
+    actor: Actor, op: str, action: str, entity: str, purpose: str,
+    *, outcome: str = "success", policy: str | None = None, ref: str | None = None,
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "id": ids.new_opaque_id("e"),
+        "at": (at or _utcnow()).isoformat(),
+        "actor": actor.id,
+        "role": actor.role.value,
+        "op": op,
+        "action": action,
+        "entity": entity,
+        "outcome": outcome,
+        "purpose": purpose,
+    }
+    if policy is not None:
+        event["policy"] = policy
+    if ref is not None:
+        event["ref"] = ref
+    return event
 
 
 class ControllerScope:
@@ -414,14 +491,18 @@ class ControllerScope:
         *,
         controller: Controller,
         actor: Actor,
+        purpose: str,
         container: Container,
         keys: ControllerKeys,
+        audit: AuditWriter,
         chunk_size: int,
         clock: Clock,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._controller = controller
         self._actor = actor
+        self._purpose = purpose
+        self._writer = audit
         self._container = container
         self._keys = keys
         self._chunk_size = chunk_size
@@ -447,6 +528,66 @@ class ControllerScope:
     def _require(self, roles: frozenset[Role], what: str) -> None:
         if self._actor.role not in roles:
             raise AccessDeniedError(f"role {self._actor.role.value} may not {what}")
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _emit(
+        self, op: str, action: str, entity: str, *, outcome: str = "success",
+        policy: str | None = None, ref: str | None = None,
+    ) -> tuple[str, Ticket]:
+        event = _event(
+            self._actor, op, action, entity, self._purpose, outcome=outcome, policy=policy,
+            ref=ref, at=self._clock(),
+        )
+        return event["id"], self._writer.submit(event)
+
+    def _audited(
+        self, op: str, action: str, entity: str, run: Callable[[], T], *,
+        write: bool, policy: str | None = None,
+    ) -> T:
+        """Run ``run`` as one audited operation.
+
+        A change (``write``) runs only after its event is durable: if the event cannot
+        be recorded, nothing is changed. A read is issued while its event is being
+        committed, and its result is handed out only once the event is durable. If the
+        operation itself fails, a failure event referring to the first follows.
+        """
+        event_id, ticket = self._emit(op, action, entity, policy=policy)
+        if write:
+            ticket.wait()
+        try:
+            result = run()
+        except BaseException as exc:
+            outcome_failed = not isinstance(exc, NotFoundError) or write
+            if outcome_failed:
+                with contextlib.suppress(MizaicError):
+                    self._emit(op, action, entity, outcome="failure", policy=policy,
+                               ref=event_id)[1].wait()
+            if not write:
+                ticket.wait()
+            raise
+        if not write:
+            ticket.wait()
+        return result
+
+    @property
+    def audit(self) -> AuditTrail:
+        """This controller's audit trail (verify, query, export): ``controller_admin``."""
+        return AuditTrail(
+            self._container,
+            controller_id=self.controller_id,
+            authorise=lambda what: self._require(frozenset({Role.CONTROLLER_ADMIN}), what),
+            key_for_version=lambda version: self._keys.audit_key(version)[1],
+            record=self._record_controller_event,
+            seal=self._writer.flush,
+            subject_ref=self._subject_ref,
+        )
+
+    def _record_controller_event(self, op: str, action: str) -> None:
+        self._emit(op, action, f"controller:{self.controller_id}")[1].wait()
+
+    def _subject_ref(self, subject: Any) -> str | None:
+        return self._keys.find_subject(_check_subject(subject))
 
     def _record_keys(self, key: SubjectKey, record_id: str) -> envelope.RecordKeys:
         return envelope.derive_record_keys(
@@ -486,31 +627,47 @@ class ControllerScope:
         """
         self._require(_CARE_ROLES, "write records")
         subject = _check_subject(subject)
-        data = _validate_input(category, dict(fields or {}), dict(events or {}))
+        data = _validate_input(category, fields or {}, events or {})
         content_type = check_content(content, content_type)
-        key = self._keys.subject_for_write(subject)
-        record_id = ids.make_record_id(key.skid_bytes, self._random(16))
-        now = self._clock()
-        return self._write(
-            key,
-            record_id,
-            category=data.category,
-            version=1,
-            field_envelopes=record_doc.encrypt_fields(
-                self._record_keys(key, record_id), data.fields,
-                controller_id=self.controller_id, record_id=record_id, nonce=self._nonce,
-            ),
-            meta={
-                "subject": {"kind": subject.kind, "value": subject.value},
-                "names": sorted(data.fields),
-                "events": {k: v.isoformat() for k, v in data.events.items()},
-                "created_at": now.isoformat(),
-                "updated_at": now.isoformat(),
-            },
-            content=content,
-            content_type=content_type,
-            etag=None,
-        )
+        skid = self._keys.find_subject(subject)
+        proposed = skid is None
+        if skid is None:
+            skid = ids.b32(self._random(16))
+        suffix = self._random(16)
+        record_id = ids.make_record_id(_skid_bytes(skid), suffix)
+
+        def run() -> RecordRef:
+            key = (
+                self._keys.subject_for_write(subject, proposed_skid=skid)
+                if proposed else self._keys.subject_key(skid)
+            )
+            rid = record_id
+            if key.skid != skid:  # lost a race to create the subject: use the winner's key
+                rid = ids.make_record_id(key.skid_bytes, suffix)
+                self._emit("record.create", "C", rid)[1].wait()
+            now = self._clock()
+            return self._write(
+                key,
+                rid,
+                category=data.category,
+                version=1,
+                field_envelopes=record_doc.encrypt_fields(
+                    self._record_keys(key, rid), data.fields,
+                    controller_id=self.controller_id, record_id=rid, nonce=self._nonce,
+                ),
+                meta={
+                    "subject": {"kind": subject.kind, "value": subject.value},
+                    "names": sorted(data.fields),
+                    "events": {k: v.isoformat() for k, v in data.events.items()},
+                    "created_at": now.isoformat(),
+                    "updated_at": now.isoformat(),
+                },
+                content=content,
+                content_type=content_type,
+                etag=None,
+            )
+
+        return self._audited("record.create", "C", record_id, run, write=True)
 
     def _write(
         self,
@@ -606,8 +763,23 @@ class ControllerScope:
         if isinstance(remove_fields, str) or not isinstance(remove_fields, Sequence):
             raise InvalidInputError("remove_fields must be a sequence of field names")
         removed = [ids.field_name(n) for n in remove_fields]
-        data = _validate_input("x", dict(fields or {}), dict(events or {}))
+        data = _validate_input("x", fields or {}, events or {})
         content_type = check_content(content, content_type)
+        return self._audited(
+            "record.update", "U", record_id,
+            lambda: self._update(record_id, etag, removed, data, content, content_type),
+            write=True,
+        )
+
+    def _update(
+        self,
+        record_id: str,
+        etag: str,
+        removed: list[str],
+        data: _RecordInput,
+        content: bytes | IO[bytes] | None,
+        content_type: str | None,
+    ) -> RecordRef:
         key, doc, stored_etag = self._load(record_id)
         if stored_etag != etag:
             raise ConflictError("record was changed by someone else (stale etag)")
@@ -676,6 +848,11 @@ class ControllerScope:
             if isinstance(fields, str) or not isinstance(fields, Sequence):
                 raise InvalidInputError("fields must be a sequence of field names")
             wanted = [ids.field_name(n) for n in fields]
+        return self._audited(
+            "record.read", "R", record_id, lambda: self._get(record_id, wanted), write=False
+        )
+
+    def _get(self, record_id: str, wanted: list[str] | None) -> Record:
         key, doc, etag = self._load(record_id)
         keys = self._record_keys(key, record_id)
         meta = record_doc.decrypt_meta(
@@ -740,6 +917,11 @@ class ControllerScope:
         """
         self._require(_CARE_ROLES, "read records")
         record_id = ids.record_id(record_id)
+        return self._audited(
+            "content.read", "R", record_id, lambda: self._open(record_id), write=False
+        )
+
+    def _open(self, record_id: str) -> ContentReader:
         key, doc, _ = self._load(record_id)
         keys = self._record_keys(key, record_id)
         meta = record_doc.decrypt_meta(
@@ -770,12 +952,15 @@ class ControllerScope:
         subject = _check_subject(subject)
         skid = self._keys.find_subject(subject)
         if skid is None:
+            entity = f"index:{self._keys.blind_index(subject)}"
+            self._audited("subject.find", "E", entity, lambda: None, write=False)
             return iter(())
         prefix = f"{RECORD_PREFIX}{skid}/"
-        return (
-            "r" + skid + name[len(prefix):]
-            for name in self._container.list_names(prefix)
+        names = self._audited(
+            "subject.find", "E", f"subject:{skid}",
+            lambda: list(self._container.list_names(prefix)), write=False,
         )
+        return iter(["r" + skid + name[len(prefix):] for name in names])
 
     def delete_record(self, record_id: str, *, etag: str | None = None) -> None:
         """Delete a record and its content (idempotent). ``controller_admin`` only.
@@ -788,6 +973,11 @@ class ControllerScope:
         record_id = ids.record_id(record_id)
         if etag is not None:
             etag = _check_etag(etag)
+        self._audited(
+            "record.delete", "D", record_id, lambda: self._delete(record_id, etag), write=True
+        )
+
+    def _delete(self, record_id: str, etag: str | None) -> None:
         try:
             stored = self._container.get(self._record_blob(record_id), what="record")
         except NotFoundError:
@@ -806,4 +996,7 @@ class ControllerScope:
         """
         self._require(_CARE_ROLES, "find records")
         subject = _check_subject(subject)
-        return self._keys.find_subject(subject) is not None
+        found = self._keys.find_subject(subject)
+        entity = f"subject:{found}" if found else f"index:{self._keys.blind_index(subject)}"
+        self._audited("subject.find", "E", entity, lambda: None, write=False)
+        return found is not None

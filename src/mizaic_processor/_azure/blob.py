@@ -359,3 +359,37 @@ class Container:
             self._client.get_blob_client(name).set_blob_tags(tags)
         except AzureError as exc:
             raise translate(exc, what) from exc
+
+    def create_append(self, name: str, *, what: str = "audit segment") -> None:
+        """Create an empty append blob, create-only.
+
+        :raises ConflictError: if a blob of that name exists.
+        :raises StorageError: on other failures.
+        """
+        try:
+            self._client.get_blob_client(name).create_append_blob(
+                match_condition=MatchConditions.IfMissing
+            )
+        except AzureError as exc:
+            raise translate(exc, what) from exc
+
+    def append(
+        self, name: str, data: bytes, *, position: int, what: str = "audit segment"
+    ) -> int:
+        """Append one block at exactly ``position``; return the committed block count.
+
+        The position condition makes a concurrent or repeated append fail instead of
+        forking or duplicating what is there.
+
+        :raises ConflictError: if the blob is not ``position`` bytes long (or is leased).
+        :raises NotFoundError: if the blob does not exist.
+        :raises StorageError: on other failures.
+        """
+        try:
+            result = self._client.get_blob_client(name).append_block(
+                data, length=len(data), appendpos_condition=position
+            )
+        except AzureError as exc:
+            raise translate(exc, what) from exc
+        count: Any = result.get("blob_committed_block_count") or 0
+        return int(count)

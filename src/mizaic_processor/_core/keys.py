@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from mizaic_processor._core.envelope import canonical
 from mizaic_processor._core.ids import b32
 
-__all__ = ["blind_index", "controller_data_key", "index_key_context", "subject_key_context"]
+__all__ = [
+    "audit_key",
+    "blind_index", "controller_data_key", "index_key_context", "subject_key_context"]
 
 
 def blind_index(index_key: bytes, controller_id: str, kind: str, normalised: str) -> str:
@@ -36,6 +38,16 @@ def controller_data_key(controller_key: bytes, controller_id: str) -> bytes:
         length=32,
         salt=None,
         info=b"mizaic/v1/controller-data" + canonical(controller_id),
+    ).derive(controller_key)
+
+
+def audit_key(controller_key: bytes, controller_id: str) -> bytes:
+    """The key that seals audit checkpoints (HMAC-SHA256); it decrypts nothing."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=b"mizaic/v1/audit-checkpoint" + canonical(controller_id),
     ).derive(controller_key)
 
 

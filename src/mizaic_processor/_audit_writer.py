@@ -1,0 +1,251 @@
+"""The audit writer: one hash chain per process and controller, with group commit.
+
+Callers :meth:`AuditWriter.submit` an event and wait on the returned ticket. A
+background thread takes every pending event, chains them (sequence number and the hash
+of the previous line), and appends them as ONE block to the chain's current append-blob
+segment with an append-position condition, so one request serves many concurrent
+operations and a foreign or repeated append cannot fork the chain. A ticket resolves
+only once its event is durable in storage; if the append fails, it raises
+:class:`~mizaic_processor.errors.AuditError` and the operation must not proceed.
+
+Layout in the controller's container::
+
+    audit/<chain>/<segment 8 digits>          append blobs of event lines
+    audit-checkpoints/<chain>/<seq 12 digits> HMAC-sealed chain heads
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mizaic_processor._azure.blob import Container
+from mizaic_processor._core import audit_chain, ids
+from mizaic_processor.errors import AuditError, MizaicError
+
+logger = logging.getLogger("mizaic_processor.audit")
+
+AUDIT_PREFIX = "audit/"
+CHECKPOINT_PREFIX = "audit-checkpoints/"
+SEGMENT_BLOCK_LIMIT = 40_000
+MAX_BATCH_BYTES = 2 * 1024 * 1024
+MAX_BATCH_EVENTS = 2_000
+
+
+def segment_name(chain: str, segment: int) -> str:
+    return f"{AUDIT_PREFIX}{chain}/{segment:08d}"
+
+
+@dataclass
+class Ticket:
+    """Resolves when the event is durable (or its append failed)."""
+
+    event: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    seq: int = 0
+
+    def wait(self, timeout: float | None = 120.0) -> int:
+        """Block until durable; return the event's sequence number.
+
+        :raises AuditError: if the event could not be recorded.
+        """
+        if not self.done.wait(timeout):
+            raise AuditError("the audit event was not recorded in time; operation refused")
+        if self.error is not None:
+            raise AuditError("the audit event could not be recorded; operation refused")
+        return self.seq
+
+
+class AuditWriter:
+    """Writes one chain for one controller. Thread-safe; start it lazily."""
+
+    def __init__(
+        self,
+        container: Container,
+        *,
+        audit_key: Callable[[], tuple[int, bytes]],
+        clock: Callable[[], dt.datetime],
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.chain = ids.new_opaque_id("w")
+        self.pid = os.getpid()
+        self._container = container
+        self._audit_key = audit_key
+        self._clock = clock
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_seconds = checkpoint_seconds
+        self._sealed_at = time.monotonic()
+        self._on_checkpoint = on_checkpoint
+        self._cond = threading.Condition()
+        self._pending: list[Ticket] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # chain state, touched only by the writer thread (and close, after join)
+        self._seq = 0
+        self._prev = audit_chain.GENESIS
+        self._segment = 0
+        self._position = 0
+        self._blocks = 0
+        self._sealed_seq = 0
+
+    def __repr__(self) -> str:
+        return f"AuditWriter(chain={self.chain!r})"
+
+    def submit(self, event: dict[str, Any]) -> Ticket:
+        """Queue an event for the next group commit.
+
+        :raises AuditError: if the writer is closed.
+        """
+        ticket = Ticket(event)
+        with self._cond:
+            if self._closed:
+                raise AuditError("the audit writer is closed; operation refused")
+            self._pending.append(ticket)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"mizaic-audit-{self.chain[:8]}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return ticket
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                batch = self._take()
+            if batch[0].event is _SEAL:
+                self._checkpoint()
+                batch[0].done.set()
+                continue
+            self._commit(batch)
+
+    def _take(self) -> list[Ticket]:
+        batch: list[Ticket] = []
+        size = 0
+        if self._pending[0].event is _SEAL:
+            return [self._pending.pop(0)]
+        while self._pending and len(batch) < MAX_BATCH_EVENTS and size < MAX_BATCH_BYTES:
+            if self._pending[0].event is _SEAL:
+                break
+            ticket = self._pending.pop(0)
+            batch.append(ticket)
+            size += 512
+        return batch
+
+    def _ensure_segment(self) -> None:
+        if self._segment == 0 or self._blocks >= SEGMENT_BLOCK_LIMIT:
+            self._segment += 1
+            self._container.create_append(segment_name(self.chain, self._segment))
+            self._position = 0
+            self._blocks = 0
+
+    def _commit(self, batch: list[Ticket]) -> None:
+        seq, prev = self._seq, self._prev
+        lines = []
+        for ticket in batch:
+            seq += 1
+            event = dict(ticket.event)
+            event.update(chain=self.chain, seq=seq, prev=prev)
+            line = audit_chain.encode_event(event)
+            prev = audit_chain.line_hash(line)
+            ticket.seq = seq
+            lines.append(line)
+        data = b"\n".join(lines) + b"\n"
+        try:
+            self._ensure_segment()
+            self._blocks = self._container.append(
+                segment_name(self.chain, self._segment), data, position=self._position
+            )
+        except MizaicError as exc:
+            if not self._landed(data):
+                logger.error("audit append failed; %d operations refused", len(batch))
+                # Start a fresh segment next time: the chain continues from the last
+                # durable event, and verification shows where this segment ended.
+                self._blocks = SEGMENT_BLOCK_LIMIT
+                for ticket in batch:
+                    ticket.error = exc
+                    ticket.done.set()
+                return
+        self._position += len(data)
+        self._seq, self._prev = seq, prev
+        for ticket in batch:
+            ticket.done.set()
+        if (
+            self._seq - self._sealed_seq >= self._checkpoint_every
+            or time.monotonic() - self._sealed_at >= self._checkpoint_seconds
+        ):
+            self._checkpoint()
+
+    def _landed(self, data: bytes) -> bool:
+        """After an append error: did the block land anyway (a retried append)?"""
+        try:
+            stored = self._container.get(segment_name(self.chain, self._segment))
+        except MizaicError:
+            return False
+        expected = self._position + len(data)
+        return len(stored.data) == expected and stored.data[self._position :] == data
+
+    def _checkpoint(self) -> None:
+        if self._seq == self._sealed_seq:
+            return
+        version, key = self._audit_key()
+        body = audit_chain.checkpoint_body(
+            self.chain, self._seq, self._prev, self._clock().isoformat()
+        )
+        doc = {"body": body, "sig": audit_chain.sign_checkpoint(key, body), "key_version": version}
+        try:
+            self._container.put(
+                f"{CHECKPOINT_PREFIX}{self.chain}/{self._seq:012d}",
+                json.dumps(doc).encode(),
+                what="audit checkpoint",
+            )
+        except MizaicError:
+            logger.error("audit checkpoint could not be written; will retry")
+            return
+        self._sealed_seq = self._seq
+        self._sealed_at = time.monotonic()
+        if self._on_checkpoint is not None:
+            try:
+                self._on_checkpoint(doc)
+            except Exception:  # the controller's copy is retried at the next checkpoint
+                logger.exception("audit checkpoint delivery to the controller failed")
+
+    def flush(self, timeout: float = 120.0) -> None:
+        """Wait until every queued event is committed, then seal the head (checkpoint).
+
+        :raises AuditError: if the writer is closed or does not finish in time.
+        """
+        with self._cond:
+            if self._thread is None and not self._pending:
+                return
+        self.submit(_SEAL).wait(timeout)
+
+    def close(self) -> None:
+        """Commit what is queued, seal the head, and stop the thread."""
+        with self._cond:
+            if self._closed:
+                return
+            if self._thread is not None:
+                self._pending.append(Ticket(_SEAL))
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=120)
+
+
+_SEAL: dict[str, Any] = {"__seal__": True}
