@@ -91,6 +91,7 @@ class SubjectKey:
     skid: str
     version: int
     key: bytes
+    restricted: bool = False
 
     @property
     def skid_bytes(self) -> bytes:
@@ -250,7 +251,8 @@ class ControllerKeys:
         if doc.get("skid") != skid:
             raise _integrity()
         version = doc.get("key_version")
-        if not isinstance(version, int):
+        restricted = doc.get("restricted", False)
+        if not isinstance(version, int) or not isinstance(restricted, bool):
             raise _integrity()
         wrapped = _unb64(doc.get("wrapped"))
         ck_version = envelope.wrapped_key_version(wrapped)
@@ -259,9 +261,45 @@ class ControllerKeys:
         if ck is None:
             raise _integrity()
         key = envelope.unwrap_key(
-            ck, wrapped, context=subject_key_context(self.controller_id, skid, version)
+            ck, wrapped,
+            context=subject_key_context(self.controller_id, skid, version,
+                                        restricted=restricted),
         )
-        return SubjectKey(skid=skid, version=version, key=key)
+        return SubjectKey(skid=skid, version=version, key=key, restricted=restricted)
+
+    def _subject_doc(self, key: SubjectKey) -> bytes:
+        ck_version, ck = self.controller_key()
+        wrapped = envelope.wrap_key(
+            ck,
+            key.key,
+            wrapping_key_version=ck_version,
+            context=subject_key_context(self.controller_id, key.skid, key.version,
+                                        restricted=key.restricted),
+            nonce=self._random(12),
+        )
+        return json.dumps({
+            "format": "mizaic.subject-key",
+            "v": 1,
+            "skid": key.skid,
+            "key_version": key.version,
+            "restricted": key.restricted,
+            "wrapped": _b64(wrapped),
+        }).encode()
+
+    def set_restricted(self, skid: str, restricted: bool) -> SubjectKey:
+        """Re-wrap the subject's key with its new restriction state (etag-conditional).
+
+        :raises NotFoundError: if the subject has no key.
+        :raises ConflictError: if the key document changed concurrently.
+        """
+        stored = self._container.get(SUBJECT_PREFIX + skid, what="subject key")
+        current = self._unwrap_subject(skid, stored.data)
+        updated = SubjectKey(skid=skid, version=current.version, key=current.key,
+                             restricted=restricted)
+        self._container.put(SUBJECT_PREFIX + skid, self._subject_doc(updated),
+                            etag=stored.etag, what="subject key")
+        self._subjects.put(skid, updated)
+        return updated
 
     def subject_key(self, skid: str) -> SubjectKey:
         """The key of subject ``skid``.
@@ -308,24 +346,9 @@ class ControllerKeys:
         if skid is not None:
             return self.subject_key(skid)
         new_skid = proposed_skid or ids.b32(self._random(16))
-        key = self._random(32)
-        ck_version, ck = self.controller_key()
-        wrapped = envelope.wrap_key(
-            ck,
-            key,
-            wrapping_key_version=ck_version,
-            context=subject_key_context(self.controller_id, new_skid, 1),
-            nonce=self._random(12),
-        )
-        key_doc = {
-            "format": "mizaic.subject-key",
-            "v": 1,
-            "skid": new_skid,
-            "key_version": 1,
-            "wrapped": _b64(wrapped),
-        }
+        created = SubjectKey(skid=new_skid, version=1, key=self._random(32))
         self._container.put(
-            SUBJECT_PREFIX + new_skid, json.dumps(key_doc).encode(), what="subject key"
+            SUBJECT_PREFIX + new_skid, self._subject_doc(created), what="subject key"
         )
         index = self.blind_index(subject)
         index_doc = {"format": "mizaic.subject-index", "v": 1, "skid": new_skid}
@@ -339,7 +362,6 @@ class ControllerKeys:
             if winner is None:
                 raise KeyManagementError("subject key creation raced with erasure") from None
             return self.subject_key(winner)
-        created = SubjectKey(skid=new_skid, version=1, key=key)
         self._subjects.put(new_skid, created)
         self._index.put(index, new_skid)
         return created

@@ -8,6 +8,8 @@ layer below are translated at the one adapter that talks to it, with ``raise ...
 
     MizaicError
      ├── InvalidInputError          bad input; raised before any I/O, nothing written
+ │    └── ClockError            an impossible request-clock history or step (an
+ │                              extension after the first deadline, ...)
      ├── ConfigurationError         the processor or a keyring is configured wrongly
      │    └── ResidencyError        a region outside the UK (uksouth / ukwest)
      ├── AccessDeniedError          the actor's role may not do this, or the data is
@@ -35,6 +37,7 @@ __all__ = [
     "AccessDeniedError",
     "AuditError",
     "AuditTamperedError",
+    "ClockError",
     "ConfigurationError",
     "ConflictError",
     "HoldError",
@@ -55,6 +58,15 @@ class MizaicError(Exception):
 
 class InvalidInputError(MizaicError, ValueError):
     """Input failed validation. Raised before any I/O; nothing was written."""
+
+
+class ClockError(InvalidInputError):
+    """A request clock history is impossible, or an operation on it is not allowed.
+
+    For example: an extension decided on or after the first deadline, beyond two months in
+    total or without a reason; information received that was never asked for; events out of
+    order. Messages name dates and rules only, never the requester. Nothing was written.
+    """
 
 
 class ConfigurationError(MizaicError):

@@ -20,7 +20,10 @@ from mizaic_processor._audit_writer import AuditWriter, Ticket
 from mizaic_processor._azure.blob import BlobStore, Container
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
 from mizaic_processor._core import envelope, ids, record_doc
+from mizaic_processor._destruction import DestructionEvidence, destroy_record, shred_subject
+from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._keystore import ControllerKeys, SubjectKey
+from mizaic_processor._ledger import Instruction, InstructionAction, Ledger, check_note
 from mizaic_processor.audit import AuditTrail
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -30,6 +33,7 @@ from mizaic_processor.errors import (
     InvalidInputError,
     MizaicError,
     NotFoundError,
+    RestrictedError,
 )
 from mizaic_processor.keyring import Keyring
 from mizaic_processor.models import (
@@ -45,6 +49,7 @@ from mizaic_processor.models import (
     describe_validation_error,
     subject_from,
 )
+from mizaic_processor.retention import InstructionBook, Retention
 
 __all__ = ["ControllerScope", "Processor"]
 
@@ -53,6 +58,8 @@ CONTENT_PREFIX = "content/"
 MAX_FIELDS = 512
 MAX_RECORD_JSON = 4 * 1024 * 1024
 _CARE_ROLES = frozenset({Role.SERVICE, Role.CONTROLLER_ADMIN})
+_ADMIN_ROLES = frozenset({Role.CONTROLLER_ADMIN})
+_DELETE_ACTIONS = frozenset({"deletion", "erasure", "destruction"})
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
@@ -198,6 +205,7 @@ class Processor:
         self._controllers: dict[str, Controller] = {}
         self._keys: dict[str, ControllerKeys] = {}
         self._writers: dict[str, AuditWriter] = {}
+        self._states: dict[str, tuple[ControllerDocs, Ledger, InstructionBook]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -412,6 +420,19 @@ class Processor:
                 self._keys[controller.controller_id] = keys
             return keys
 
+    def _state(self, controller: Controller) -> tuple[ControllerDocs, Ledger, InstructionBook]:
+        keys = self._controller_keys(controller)
+        with self._lock:
+            state = self._states.get(controller.controller_id)
+            if state is None:
+                docs = ControllerDocs(
+                    self._store.container(controller.container), controller.controller_id,
+                    keys.data_key,
+                )
+                state = (docs, Ledger(docs), InstructionBook(docs))
+                self._states[controller.controller_id] = state
+            return state
+
     def _audit_writer(self, controller: Controller) -> AuditWriter:
         keys = self._controller_keys(controller)
         with self._lock:
@@ -444,6 +465,7 @@ class Processor:
         elif not isinstance(purpose, str) or _PURPOSE.fullmatch(purpose) is None:
             raise InvalidInputError("invalid purpose code")
         controller = self.get_controller(controller_id)
+        docs, ledger, instructions = self._state(controller)
         return ControllerScope(
             controller=controller,
             actor=actor,
@@ -451,6 +473,9 @@ class Processor:
             container=self._store.container(controller.container),
             keys=self._controller_keys(controller),
             audit=self._audit_writer(controller),
+            docs=docs,
+            ledger=ledger,
+            instructions=instructions,
             chunk_size=self._chunk_size,
             clock=self._clock,
         )
@@ -495,10 +520,16 @@ class ControllerScope:
         container: Container,
         keys: ControllerKeys,
         audit: AuditWriter,
+        docs: ControllerDocs,
+        ledger: Ledger,
+        instructions: InstructionBook,
         chunk_size: int,
         clock: Clock,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self._docs = docs
+        self._ledger = ledger
+        self._instructions = instructions
         self._controller = controller
         self._actor = actor
         self._purpose = purpose
@@ -701,8 +732,10 @@ class ControllerScope:
             fields=field_envelopes,
         )
         name = self._record_blob(record_id)
+        events = {k: dt.date.fromisoformat(v) for k, v in meta["events"].items()}
         new_etag = self._container.put(
-            name, record_doc.encode(doc), etag=etag, what="record"
+            name, record_doc.encode(doc), etag=etag, what="record",
+            tags=self._instructions.tags(category, events),
         )
         return RecordRef(record_id=record_id, etag=new_etag, version=version)
 
@@ -821,14 +854,24 @@ class ControllerScope:
     def _content_blob(self, record_id: str, content_id: str) -> str:
         return f"{CONTENT_PREFIX}{ids.skid_of_record(record_id)}/{record_id[27:]}/{content_id}"
 
-    def _load(self, record_id: str) -> tuple[SubjectKey, record_doc.RecordDoc, str]:
+    def _load(
+        self, record_id: str, *, for_admin: bool = False
+    ) -> tuple[SubjectKey, record_doc.RecordDoc, str]:
         stored = self._container.get(self._record_blob(record_id), what="record")
         doc = record_doc.decode(stored.data)
         try:
             key = self._keys.subject_key(ids.skid_of_record(record_id))
         except NotFoundError:
             raise IntegrityError("stored data failed integrity verification") from None
+        if key.restricted and not for_admin:
+            self._check_restriction()
         return key, doc, stored.etag
+
+    def _check_restriction(self) -> None:
+        if self._actor.role is not Role.CONTROLLER_ADMIN:
+            raise RestrictedError(
+                "processing of this subject is restricted on the controller's instruction"
+            )
 
     def get_record(self, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
         """Read and decrypt a record: every field, or only the ``fields`` named.
@@ -955,6 +998,8 @@ class ControllerScope:
             entity = f"index:{self._keys.blind_index(subject)}"
             self._audited("subject.find", "E", entity, lambda: None, write=False)
             return iter(())
+        if self._keys.subject_key(skid).restricted:
+            self._check_restriction()
         prefix = f"{RECORD_PREFIX}{skid}/"
         names = self._audited(
             "subject.find", "E", f"subject:{skid}",
@@ -962,32 +1007,110 @@ class ControllerScope:
         )
         return iter(["r" + skid + name[len(prefix):] for name in names])
 
-    def delete_record(self, record_id: str, *, etag: str | None = None) -> None:
-        """Delete a record and its content (idempotent). ``controller_admin`` only.
+    def delete_record(self, record_id: str, *, instruction_id: str) -> DestructionEvidence:
+        """Destroy one record on a documented instruction, leaving destruction evidence.
 
-        :raises InvalidInputError: if the id or etag is malformed.
+        Idempotent: deleting a destroyed record returns its evidence. When the subject
+        has no records left, the subject's key is destroyed too (crypto-shredding).
+
+        :param instruction_id: a ``deletion``, ``erasure`` or ``destruction`` instruction
+            from this controller's ledger that covers the record (see
+            :meth:`create_instruction`).
+        :raises InvalidInputError: if an id is malformed.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises ConflictError: if ``etag`` is given and the record changed since.
+        :raises NotFoundError: if the instruction or the record does not exist.
+        :raises HoldError: if a hold covers the record.
         """
-        self._require(frozenset({Role.CONTROLLER_ADMIN}), "delete records")
+        self._require(_ADMIN_ROLES, "delete records")
         record_id = ids.record_id(record_id)
-        if etag is not None:
-            etag = _check_etag(etag)
-        self._audited(
-            "record.delete", "D", record_id, lambda: self._delete(record_id, etag), write=True
+        instruction = self._ledger.require(
+            instruction_id, _DELETE_ACTIONS, record_id=record_id
+        )
+        evidence, meta = destroy_record(
+            self, record_id, reason=instruction.action, approved_by=instruction.issued_by,
+            instruction_id=instruction.instruction_id,
+        )
+        if meta is not None:
+            shred_subject(self, record_id[1:27], meta.get("subject"))
+        return evidence
+
+    # -- instructions and data-subject operations ----------------------------------------
+
+    def create_instruction(
+        self,
+        action: InstructionAction,
+        *,
+        subject: SubjectId | None = None,
+        record_ids: Sequence[str] = (),
+        note: str | None = None,
+    ) -> Instruction:
+        """Record a documented instruction of the controller in its ledger.
+
+        Destructive and outbound operations (deletion, erasure, rectification,
+        restriction, export, disclosure) cite one. ``controller_admin`` only.
+
+        :param action: what is instructed.
+        :param subject: limit the instruction to one subject (stored pseudonymously).
+        :param record_ids: limit it to these records.
+        :param note: free text (kept encrypted).
+        :raises InvalidInputError: on bad input (nothing written).
+        :raises NotFoundError: if ``subject`` has no records here.
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._require(_ADMIN_ROLES, "record instructions")
+        if isinstance(record_ids, str):
+            raise InvalidInputError("record_ids must be a sequence of record ids")
+        records = [ids.record_id(r) for r in record_ids]
+        skid = None
+        if subject is not None:
+            skid = self._keys.find_subject(_check_subject(subject))
+            if skid is None:
+                raise NotFoundError("no records of that subject here")
+        check_note(note)
+        return self._audited(
+            "instruction.create", "C", f"controller:{self.controller_id}",
+            lambda: self._ledger.create_instruction(
+                action, issued_by=self._actor.id, issued_at=self._clock(),
+                subject_ref=skid, record_ids=records, note=note,
+            ),
+            write=True,
         )
 
-    def _delete(self, record_id: str, etag: str | None) -> None:
+    def get_instruction(self, instruction_id: str) -> Instruction:
+        """An instruction from the ledger. ``controller_admin`` only.
+
+        :raises NotFoundError: if there is no such instruction.
+        """
+        self._require(_ADMIN_ROLES, "read instructions")
+        return self._ledger.get_instruction(instruction_id)
+
+    @property
+    def retention(self) -> Retention:
+        """Retention instructions, holds, appraisal and destruction (see
+        :class:`~mizaic_processor.retention.Retention`)."""
+        return Retention(self)
+
+    def _record_category_and_events(
+        self, record_id: str
+    ) -> tuple[str, dict[str, dt.date]] | None:
+        """A record's category and dated events (decrypts the meta only), or None."""
         try:
-            stored = self._container.get(self._record_blob(record_id), what="record")
+            key, doc, _ = self._load(record_id, for_admin=True)
         except NotFoundError:
-            return
-        if etag is not None and stored.etag != etag:
-            raise ConflictError("record was changed by someone else (stale etag)")
-        doc = record_doc.decode(stored.data)
-        if doc.content_id is not None:
-            self._container.delete(self._content_blob(record_id, doc.content_id), what="content")
-        self._container.delete(self._record_blob(record_id), etag=stored.etag, what="record")
+            return None
+        meta = record_doc.decrypt_meta(
+            self._record_keys(key, record_id), doc, controller_id=self.controller_id,
+            record_id=record_id,
+        )
+        try:
+            events = {k: dt.date.fromisoformat(v) for k, v in meta["events"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise IntegrityError("stored data failed integrity verification") from None
+        return doc.category, events
+
+    def _record_events(self, record_id: str) -> dict[str, dt.date] | None:
+        loaded = self._record_category_and_events(record_id)
+        return None if loaded is None else loaded[1]
 
     def subject_exists(self, subject: SubjectId) -> bool:
         """Whether ``subject`` has a key (and so possibly records) in this controller.

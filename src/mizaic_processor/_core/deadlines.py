@@ -40,6 +40,8 @@ from zoneinfo import ZoneInfo
 import holidays
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from mizaic_processor.errors import ClockError
+
 __all__ = [
     "COMPLAINT_ACKNOWLEDGEMENT_DAYS",
     "MAX_EXTENSION_MONTHS",
@@ -72,15 +74,6 @@ _UK_ZONE = "Europe/London"
 # Wales observes exactly England's bank holidays; the package's "ENG" and "WLS" agree.
 _HOLIDAY_COUNTRY = "GB"
 _HOLIDAY_SUBDIVISION = "ENG"
-
-
-class ClockError(ValueError):
-    """A request clock history is impossible, or an operation on it is not allowed.
-
-    For example: an extension decided on or after the first deadline, beyond two months in
-    total or without a reason; information received that was never asked for; events out of
-    order. Messages name dates and rules only, never the requester.
-    """
 
 
 class WaitingFor(StrEnum):

@@ -51,9 +51,14 @@ def audit_key(controller_key: bytes, controller_id: str) -> bytes:
     ).derive(controller_key)
 
 
-def subject_key_context(controller_id: str, skid: str, key_version: int) -> bytes:
-    """Associated data binding a wrapped subject key to its controller and key id."""
-    return b"mizaic/v1/subject-key" + canonical(controller_id, skid, str(key_version))
+def subject_key_context(
+    controller_id: str, skid: str, key_version: int, *, restricted: bool = False
+) -> bytes:
+    """Associated data binding a wrapped subject key to its controller and key id, and
+    to the subject's restriction state (so flipping it in storage breaks the unwrap)."""
+    return b"mizaic/v1/subject-key" + canonical(
+        controller_id, skid, str(key_version), "restricted" if restricted else "open"
+    )
 
 
 def index_key_context(controller_id: str, index_version: int) -> bytes:
