@@ -139,6 +139,9 @@ def destroy_record(
             scope._container.delete(scope._record_blob(record_id), what="record")
         if content_id is not None:
             scope._container.delete(scope._content_blob(record_id, content_id), what="content")
+        history = f"history/{record_id[1:27]}/{record_id[27:]}/"
+        for name in list(scope._container.list_names(history)):
+            scope._container.delete(name, what="record history")
 
     scope._audited("record.destroy", "D", record_id, run, write=True, policy=instruction_id)
     done = evidence.model_copy(update={"status": "destroyed", "destroyed_at": scope._clock()})

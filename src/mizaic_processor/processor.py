@@ -16,6 +16,7 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
+from mizaic_processor import _subject_ops
 from mizaic_processor._audit_writer import AuditWriter, Ticket
 from mizaic_processor._azure.blob import BlobStore, Container
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
@@ -24,6 +25,7 @@ from mizaic_processor._destruction import DestructionEvidence, destroy_record, s
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._keystore import ControllerKeys, SubjectKey
 from mizaic_processor._ledger import Instruction, InstructionAction, Ledger, check_note
+from mizaic_processor._subject_ops import ErasureReport, ExportSummary
 from mizaic_processor.audit import AuditTrail
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -964,8 +966,8 @@ class ControllerScope:
             "content.read", "R", record_id, lambda: self._open(record_id), write=False
         )
 
-    def _open(self, record_id: str) -> ContentReader:
-        key, doc, _ = self._load(record_id)
+    def _open(self, record_id: str, *, for_admin: bool = False) -> ContentReader:
+        key, doc, _ = self._load(record_id, for_admin=for_admin)
         keys = self._record_keys(key, record_id)
         meta = record_doc.decrypt_meta(
             keys, doc, controller_id=self.controller_id, record_id=record_id
@@ -1083,6 +1085,155 @@ class ControllerScope:
         """
         self._require(_ADMIN_ROLES, "read instructions")
         return self._ledger.get_instruction(instruction_id)
+
+    def erase_subject(self, subject: SubjectId, *, instruction_id: str) -> ErasureReport:
+        """Erase a subject on the controller's instruction: destroy every record (with
+        evidence) and then the subject's key, so surviving copies cannot be decrypted.
+
+        Nothing is destroyed if any hold covers the subject or one of its records.
+
+        :param instruction_id: an ``erasure`` instruction covering the subject.
+        :raises HoldError: if a hold applies (report it to the controller).
+        :raises NotFoundError: if the subject or instruction does not exist here.
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._require(_ADMIN_ROLES, "erase subjects")
+        subject = _check_subject(subject)
+        return self._audited(
+            "subject.erase", "D", f"controller:{self.controller_id}",
+            lambda: _subject_ops.erase_subject(self, subject, instruction_id), write=True,
+            policy=instruction_id if isinstance(instruction_id, str) else None,
+        )
+
+    def set_restriction(
+        self, subject: SubjectId, restricted: bool, *, instruction_id: str
+    ) -> None:
+        """Restrict (or lift the restriction of) processing of a subject's data.
+
+        While restricted, reads by anyone but a ``controller_admin`` raise
+        :class:`RestrictedError`; storage and the controller's export still work.
+        Other processes see the change within the key cache lifetime.
+
+        :param instruction_id: a ``restriction`` (or ``lift_restriction``) instruction.
+        :raises NotFoundError: if the subject or instruction does not exist here.
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._require(_ADMIN_ROLES, "restrict processing")
+        subject = _check_subject(subject)
+        if not isinstance(restricted, bool):
+            raise InvalidInputError("restricted must be True or False")
+        self._audited(
+            "subject.restrict" if restricted else "subject.unrestrict", "U",
+            f"controller:{self.controller_id}",
+            lambda: _subject_ops.set_restriction(self, subject, restricted, instruction_id),
+            write=True,
+        )
+
+    def rectify_record(
+        self,
+        record_id: str,
+        *,
+        etag: str,
+        instruction_id: str,
+        fields: Mapping[str, Any] | None = None,
+        remove_fields: Sequence[str] = (),
+        events: Mapping[str, dt.date] | None = None,
+    ) -> RecordRef:
+        """Correct a record on the controller's instruction as a new version, keeping
+        the earlier version in its history (:meth:`list_record_versions`).
+
+        :param instruction_id: a ``rectification`` instruction covering the record.
+        :raises ConflictError: if the record changed since ``etag``.
+        :raises NotFoundError: if the record or instruction does not exist here.
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._require(_ADMIN_ROLES, "rectify records")
+        record_id = ids.record_id(record_id)
+        etag = _check_etag(etag)
+        self._ledger.require(instruction_id, frozenset({"rectification"}), record_id=record_id)
+        if isinstance(remove_fields, str) or not isinstance(remove_fields, Sequence):
+            raise InvalidInputError("remove_fields must be a sequence of field names")
+        removed = [ids.field_name(n) for n in remove_fields]
+        data = _validate_input("x", fields or {}, events or {})
+
+        def run() -> RecordRef:
+            _subject_ops.keep_history(self, record_id)
+            return self._update(record_id, etag, removed, data, None, None)
+
+        return self._audited("record.rectify", "U", record_id, run, write=True,
+                             policy=instruction_id)
+
+    def list_record_versions(self, record_id: str) -> list[Record]:
+        """Earlier versions of a rectified record, oldest first (the current one is
+        :meth:`get_record`). ``controller_admin`` only.
+
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._require(_ADMIN_ROLES, "read record history")
+        record_id = ids.record_id(record_id)
+
+        def run() -> list[Record]:
+            key = self._keys.subject_key(ids.skid_of_record(record_id))
+            keys = self._record_keys(key, record_id)
+            out = []
+            for _version, data in _subject_ops.history_versions(self, record_id):
+                doc = record_doc.decode(data)
+                meta = record_doc.decrypt_meta(
+                    keys, doc, controller_id=self.controller_id, record_id=record_id
+                )
+                values = record_doc.decrypt_fields(
+                    keys, doc, self._all_field_names(keys, doc, meta),
+                    controller_id=self.controller_id, record_id=record_id,
+                )
+                out.append(self._to_record(record_id, doc, meta, values, ""))
+            return out
+
+        return self._audited("record.history", "R", record_id, run, write=False)
+
+    def export_subject(
+        self, subject: SubjectId, destination: IO[bytes], *, instruction_id: str
+    ) -> ExportSummary:
+        """Export everything held about a subject, for the controller (access and
+        portability requests): a ZIP streamed to ``destination`` with ``records.json``
+        (machine-readable JSON), ``fhir-bundle.json`` (a FHIR R4 Bundle) and the
+        original documents under ``documents/``. Memory stays bounded.
+
+        The destination is the controller admin's own stream: the export is never
+        delivered to a requester by this library.
+
+        :param instruction_id: an ``export`` instruction covering the subject.
+        :raises NotFoundError: if the subject or instruction does not exist here.
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._require(_ADMIN_ROLES, "export subject data")
+        subject = _check_subject(subject)
+        return self._audited(
+            "subject.export", "E", f"controller:{self.controller_id}",
+            lambda: _subject_ops.export_subject(self, subject, destination, instruction_id),
+            write=True, policy=instruction_id if isinstance(instruction_id, str) else None,
+        )
+
+    def _read_for_export(self, record_id: str) -> Record:
+        key, doc, etag = self._load(record_id, for_admin=True)
+        keys = self._record_keys(key, record_id)
+        meta = record_doc.decrypt_meta(
+            keys, doc, controller_id=self.controller_id, record_id=record_id
+        )
+        values = record_doc.decrypt_fields(
+            keys, doc, self._all_field_names(keys, doc, meta),
+            controller_id=self.controller_id, record_id=record_id,
+        )
+        return self._to_record(record_id, doc, meta, values, etag)
+
+    def _open_for_export(self, record_id: str) -> ContentReader:
+        return self._open(record_id, for_admin=True)
+
+    def _record_category(self, record_id: str) -> str | None:
+        try:
+            stored = self._container.get(self._record_blob(record_id), what="record")
+        except NotFoundError:
+            return None
+        return record_doc.decode(stored.data).category
 
     @property
     def retention(self) -> Retention:
