@@ -7,9 +7,15 @@ controller, then work inside :meth:`Processor.tenant`.
 
 from mizaic_processor._azure.keyvault import KeyVaultKeyring
 from mizaic_processor._content import ContentReader
+from mizaic_processor._destruction import DestructionEvidence
+from mizaic_processor._ledger import Hold, Instruction
+from mizaic_processor._subject_ops import ErasureReport, ExportSummary
+from mizaic_processor.audit import AuditEvent, AuditReport, AuditTrail
 from mizaic_processor.errors import (
     AccessDeniedError,
     AuditError,
+    AuditTamperedError,
+    ClockError,
     ConfigurationError,
     ConflictError,
     HoldError,
@@ -35,6 +41,35 @@ from mizaic_processor.models import (
     SubjectId,
 )
 from mizaic_processor.processor import ControllerScope, Processor
+from mizaic_processor.retention import (
+    Appraisal,
+    AppraisalItem,
+    DestructionReport,
+    Retention,
+    RetentionInstruction,
+    RetentionRule,
+)
+from mizaic_processor.requests import (
+    BreachNotice,
+    BreachRef,
+    Channel,
+    ContactDetails,
+    ControllerRequests,
+    DeliveryInfo,
+    DeliveryReport,
+    QueueRoute,
+    Receipt,
+    RequestDesk,
+    RequestDetails,
+    RequestKind,
+    RequestStatus,
+    RequestSummary,
+    RouteInfo,
+    TriagedRequest,
+    WaitingFor,
+    WebhookRoute,
+    verify_webhook,
+)
 from mizaic_processor.settings import Settings
 
 __version__ = "0.1.0"
@@ -42,15 +77,35 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDeniedError",
     "Actor",
+    "Appraisal",
+    "AppraisalItem",
     "AuditError",
+    "AuditEvent",
+    "AuditReport",
+    "AuditTamperedError",
+    "AuditTrail",
+    "BreachNotice",
+    "BreachRef",
+    "Channel",
+    "ClockError",
     "ConfigurationError",
     "ConflictError",
+    "ContactDetails",
     "ContentInfo",
     "ContentReader",
     "Controller",
+    "ControllerRequests",
     "ControllerScope",
+    "DeliveryInfo",
+    "DeliveryReport",
+    "DestructionEvidence",
+    "DestructionReport",
+    "ErasureReport",
+    "ExportSummary",
+    "Hold",
     "HoldError",
     "HospitalNumber",
+    "Instruction",
     "IntegrityError",
     "InvalidInputError",
     "KeyManagementError",
@@ -61,13 +116,28 @@ __all__ = [
     "NHSNumber",
     "NotFoundError",
     "Processor",
+    "QueueRoute",
+    "Receipt",
     "Record",
     "RecordRef",
+    "RequestDesk",
+    "RequestDetails",
+    "RequestKind",
+    "RequestStatus",
+    "RequestSummary",
     "ResidencyError",
     "RestrictedError",
+    "Retention",
+    "RetentionInstruction",
+    "RetentionRule",
     "Role",
+    "RouteInfo",
     "Settings",
     "StorageError",
     "SubjectId",
+    "TriagedRequest",
+    "WaitingFor",
+    "WebhookRoute",
     "WrappedKey",
+    "verify_webhook",
 ]

@@ -127,11 +127,18 @@ class AuditWriter:
                 if not self._pending and self._closed:
                     return
                 batch = self._take()
-            if batch[0].event is _SEAL:
-                self._checkpoint()
-                batch[0].done.set()
-                continue
-            self._commit(batch)
+            try:
+                if batch[0].event is _SEAL:
+                    self._checkpoint()
+                    batch[0].done.set()
+                    continue
+                self._commit(batch)
+            except Exception as exc:  # never let the writer thread die silently
+                logger.exception("audit writer failed; %d operations refused", len(batch))
+                for ticket in batch:
+                    if not ticket.done.is_set():
+                        ticket.error = exc
+                        ticket.done.set()
 
     def _take(self) -> list[Ticket]:
         batch: list[Ticket] = []
@@ -202,7 +209,11 @@ class AuditWriter:
     def _checkpoint(self) -> None:
         if self._seq == self._sealed_seq:
             return
-        version, key = self._audit_key()
+        try:
+            version, key = self._audit_key()
+        except MizaicError:
+            logger.error("audit checkpoint key unavailable; the chain head is not sealed")
+            return
         body = audit_chain.checkpoint_body(
             self.chain, self._seq, self._prev, self._clock().isoformat()
         )

@@ -11,7 +11,15 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from mizaic_processor._core import ids
 from mizaic_processor.errors import InvalidInputError, ResidencyError
@@ -116,11 +124,15 @@ def describe_validation_error(exc: ValidationError) -> str:
     """Summarise a pydantic error by location and error type only, never the input value."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "input"
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "value_error" and "ctx" in err:
-            msg = "invalid value"
-        parts.append(f"{loc}: {msg}")
+        # Only the top-level parameter: deeper locations are the caller's own keys
+        # (field names, nested JSON keys), which can be clinical.
+        loc = str(err["loc"][0]) if err["loc"] else "input"
+        kind = str(err.get("type", "invalid"))
+        if kind == "value_error":
+            kind = "invalid value"
+        part = f"{loc}: {kind.replace('_', ' ')}"
+        if part not in parts:
+            parts.append(part)
     return "invalid input: " + "; ".join(parts)
 
 
@@ -223,7 +235,8 @@ class ContentInfo(_Frozen):
 
 
 class Record(_Frozen):
-    """A decrypted record. Only ids, category, version and etag appear in ``repr()``."""
+    """A decrypted record. ``repr()`` shows ids, category, version, etag and the content
+    type and length; never the subject, fields, events or timestamps."""
 
     record_id: str
     category: str
@@ -240,4 +253,9 @@ class Record(_Frozen):
 
     def __str__(self) -> str:
         return self.__repr__()
+
+    @field_serializer("subject")
+    def _dump_subject(self, subject: SubjectId | None) -> dict[str, str] | None:
+        # Only an explicit model_dump()/model_dump_json() reveals the identifier.
+        return None if subject is None else {"kind": subject.kind, "value": subject.value}
 

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
@@ -35,6 +35,7 @@ from mizaic_processor.errors import (
     InvalidInputError,
     MizaicError,
     NotFoundError,
+    ResidencyError,
     RestrictedError,
 )
 from mizaic_processor.keyring import Keyring
@@ -52,6 +53,9 @@ from mizaic_processor.models import (
     subject_from,
 )
 from mizaic_processor.retention import InstructionBook, Retention
+
+if TYPE_CHECKING:  # subject requests (issue 4)
+    from mizaic_processor.requests import ControllerRequests, RequestDesk
 
 __all__ = ["ControllerScope", "Processor"]
 
@@ -113,10 +117,13 @@ class _RecordInput(BaseModel):
 def _validate_input(
     category: object, fields: object, events: object
 ) -> _RecordInput:
-    if isinstance(events, Mapping):
-        for when in events.values():
-            if isinstance(when, dt.datetime):
-                raise InvalidInputError("invalid input: events are dates, not datetimes")
+    if not isinstance(events, Mapping):
+        raise InvalidInputError("invalid input: events must be a mapping of name to date")
+    for when in events.values():
+        if type(when) is not dt.date:
+            raise InvalidInputError("invalid input: events are datetime.date values")
+    if not isinstance(fields, Mapping):
+        raise InvalidInputError("invalid input: fields must be a mapping of name to value")
     try:
         data = _RecordInput(
             category=category,
@@ -132,7 +139,9 @@ def _validate_input(
     try:
         size = len(record_doc.dumps_json(data.fields))
     except (ValueError, TypeError, RecursionError):
-        raise InvalidInputError("invalid input: fields are not JSON") from None
+        raise InvalidInputError(
+            "invalid input: fields: a value is not representable as JSON"
+        ) from None
     if size > MAX_RECORD_JSON:
         raise InvalidInputError("invalid input: the fields exceed 4 MiB")
     return data
@@ -166,8 +175,9 @@ class Processor:
     :param region: ``"uksouth"`` or ``"ukwest"``: where the storage account is. Anything
         else raises :class:`~mizaic_processor.errors.ResidencyError` before any I/O.
     :param keyring: where controllers' key-encryption keys live.
-    :param retry_total: attempts of the Azure SDK's exponential retry on transient faults.
-    :param retry_backoff: the first retry's back-off in seconds (then doubling, jittered).
+    :param retry_total: retries of the Azure SDK's exponential retry on transient faults.
+    :param retry_backoff: back-off base in seconds: retry ``n`` waits about
+        ``retry_backoff + 2**n`` seconds, jittered by one second.
     :param key_cache_ttl: seconds an unwrapped key stays cached in this process.
     :param chunk_size: plaintext bytes per encrypted content chunk.
     :raises ResidencyError: if the region is not a UK region.
@@ -189,7 +199,7 @@ class Processor:
         _store: BlobStore | None = None,
     ) -> None:
         self._region = check_region(region)
-        self._check_options(keyring, retry_total, key_cache_ttl, chunk_size)
+        self._check_options(keyring, retry_total, key_cache_ttl, chunk_size, retry_backoff)
         if _store is None:
             if credential is None:
                 from azure.identity import DefaultAzureCredential
@@ -198,6 +208,7 @@ class Processor:
             _store = BlobStore.from_url(
                 account_url, credential, retry_total=retry_total, retry_backoff=retry_backoff
             )
+            self._queue_source = (account_url, credential)  # subject requests (issue 4)
         self._store = _store
         self._keyring = keyring
         self._ttl = key_cache_ttl
@@ -212,12 +223,15 @@ class Processor:
 
     @staticmethod
     def _check_options(
-        keyring: object, retry_total: object, key_cache_ttl: object, chunk_size: object
+        keyring: object, retry_total: object, key_cache_ttl: object, chunk_size: object,
+        retry_backoff: object = 0.5,
     ) -> None:
         if not all(hasattr(keyring, m) for m in ("create_key", "wrap_key", "unwrap_key")):
             raise InvalidInputError("keyring must implement the Keyring protocol")
         if not isinstance(retry_total, int) or not 0 <= retry_total <= 20:
             raise InvalidInputError("retry_total must be 0..20")
+        if not isinstance(retry_backoff, int | float) or not 0 <= retry_backoff <= 60:
+            raise InvalidInputError("retry_backoff must be 0..60 seconds")
         if not isinstance(key_cache_ttl, int | float) or not 0 < key_cache_ttl <= 3600:
             raise InvalidInputError("key_cache_ttl must be in (0, 3600] seconds")
         if not isinstance(chunk_size, int) or not (
@@ -245,17 +259,19 @@ class Processor:
         :raises StorageError: if the connection string is malformed.
         """
         check_region(region)
-        cls._check_options(keyring, retry_total, key_cache_ttl, chunk_size)
+        cls._check_options(keyring, retry_total, key_cache_ttl, chunk_size, retry_backoff)
         if not isinstance(conn_str, str) or not conn_str:
             raise InvalidInputError("a connection string is required")
         store = BlobStore.from_connection_string(
             conn_str, retry_total=retry_total, retry_backoff=retry_backoff
         )
-        return cls(
+        processor = cls(
             "", None, region=region, keyring=keyring, retry_total=retry_total,
             retry_backoff=retry_backoff, key_cache_ttl=key_cache_ttl, chunk_size=chunk_size,
             clock=clock, _store=store,
         )
+        processor._queue_source = conn_str  # subject requests (issue 4): Queue Storage
+        return processor
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> Processor:
@@ -292,6 +308,23 @@ class Processor:
 
     def __repr__(self) -> str:
         return f"Processor(account={self._store.account_name!r}, region={self._region!r})"
+
+    # -- subject requests (issue 4): the hooks requests.py needs, nothing else ------------
+    # How to reach Queue Storage of the same account: a connection string, or the blob
+    # endpoint and credential (the queue endpoint is derived from it).
+    _queue_source: str | tuple[str, Any] | None = None
+    _request_desk: RequestDesk | None = None
+
+    @property
+    def requests(self) -> RequestDesk:
+        """Subject requests at the processor: intake, triage, routes, the delivery pump,
+        reminders and breach notices (see :class:`~mizaic_processor.RequestDesk`)."""
+        from mizaic_processor.requests import RequestDesk
+
+        with self._lock:
+            if self._request_desk is None:
+                self._request_desk = RequestDesk(self)
+            return self._request_desk
 
     def __enter__(self) -> Processor:
         return self
@@ -331,12 +364,19 @@ class Processor:
             code such as ``rj1`` fits).
         :param name: the controller's name (an organisation, not a patient).
         :param actor: a ``processor_operator``.
-        :param region: the controller's region; the processor's when omitted.
-        :raises ResidencyError: if the region is not ``uksouth`` or ``ukwest``.
+        :param region: the controller's region: it must be the processor's (the
+            storage account's) region; the processor's when omitted.
+        :raises ResidencyError: if the region is not ``uksouth`` or ``ukwest``, or is not
+            the region of this processor's storage account.
         :raises InvalidInputError: if the id or name is malformed.
         :raises AccessDeniedError: if the actor is not a ``processor_operator``.
         """
         chosen = check_region(region if region is not None else self._region)
+        if chosen != self._region:
+            raise ResidencyError(
+                "this processor's storage account is in " + self._region
+                + "; a controller in another UK region needs a processor for that account"
+            )
         cid = ids.controller_id(controller_id)
         if not isinstance(name, str) or not 0 < len(name.strip()) <= 200 or not name.isprintable():
             raise InvalidInputError("invalid controller name")
@@ -364,6 +404,10 @@ class Processor:
             created_at=now,
             created_by=actor.id,
         )
+        self._audit_writer(controller).submit(
+            _event(actor, "controller.register", "C", f"controller:{cid}", "HSYSADMIN",
+                   at=now)
+        ).wait()
         try:
             self._registry.put(
                 f"controllers/{cid}.json",
@@ -374,10 +418,6 @@ class Processor:
             return self.get_controller(cid)
         with self._lock:
             self._controllers[cid] = controller
-        writer = self._audit_writer(controller)
-        writer.submit(
-            _event(actor, "controller.register", "C", f"controller:{cid}", "HSYSADMIN")
-        ).wait()
         return controller
 
     def get_controller(self, controller_id: str) -> Controller:
@@ -560,6 +600,10 @@ class ControllerScope:
 
     def _require(self, roles: frozenset[Role], what: str) -> None:
         if self._actor.role not in roles:
+            # A refused attempt is itself an event worth keeping (best effort).
+            with contextlib.suppress(MizaicError):
+                self._emit("access.denied", "E", f"controller:{self.controller_id}",
+                           outcome="failure")[1].wait()
             raise AccessDeniedError(f"role {self._actor.role.value} may not {what}")
 
     # -- audit ---------------------------------------------------------------------------
@@ -602,6 +646,14 @@ class ControllerScope:
         if not write:
             ticket.wait()
         return result
+
+    @property
+    def requests(self) -> ControllerRequests:
+        """This controller's subject requests (``controller_admin``; see
+        :class:`~mizaic_processor.ControllerRequests`). Subject requests (issue 4) hook."""
+        from mizaic_processor.requests import ControllerRequests
+
+        return ControllerRequests(self)
 
     @property
     def audit(self) -> AuditTrail:
@@ -735,10 +787,20 @@ class ControllerScope:
         )
         name = self._record_blob(record_id)
         events = {k: dt.date.fromisoformat(v) for k, v in meta["events"].items()}
-        new_etag = self._container.put(
-            name, record_doc.encode(doc), etag=etag, what="record",
-            tags=self._instructions.tags(category, events),
-        )
+        try:
+            new_etag = self._container.put(
+                name, record_doc.encode(doc), etag=etag, what="record",
+                tags=self._instructions.tags(category, events),
+            )
+        except BaseException:
+            if content is not None and content_id is not None:
+                # the record write lost (stale etag, failure): the new content it
+                # would have pointed at must not be left behind
+                with contextlib.suppress(MizaicError):
+                    self._container.delete(
+                        self._content_blob(record_id, content_id), what="content"
+                    )
+            raise
         return RecordRef(record_id=record_id, etag=new_etag, version=version)
 
     def _upload_content(
@@ -903,9 +965,11 @@ class ControllerScope:
         meta = record_doc.decrypt_meta(
             keys, doc, controller_id=self.controller_id, record_id=record_id
         )
-        names = wanted if wanted is not None else self._all_field_names(keys, doc, meta)
+        listed = self._all_field_names(keys, doc, meta)
+        names = wanted if wanted is not None else listed
         values = record_doc.decrypt_fields(
-            keys, doc, names, controller_id=self.controller_id, record_id=record_id
+            keys, doc, names, controller_id=self.controller_id, record_id=record_id,
+            present=frozenset(listed),
         )
         return self._to_record(record_id, doc, meta, values, etag)
 
@@ -997,8 +1061,7 @@ class ControllerScope:
         subject = _check_subject(subject)
         skid = self._keys.find_subject(subject)
         if skid is None:
-            entity = f"index:{self._keys.blind_index(subject)}"
-            self._audited("subject.find", "E", entity, lambda: None, write=False)
+            self._audited("subject.find", "E", "subject:unknown", lambda: None, write=False)
             return iter(())
         if self._keys.subject_key(skid).restricted:
             self._check_restriction()
@@ -1181,9 +1244,10 @@ class ControllerScope:
                 meta = record_doc.decrypt_meta(
                     keys, doc, controller_id=self.controller_id, record_id=record_id
                 )
+                listed = self._all_field_names(keys, doc, meta)
                 values = record_doc.decrypt_fields(
-                    keys, doc, self._all_field_names(keys, doc, meta),
-                    controller_id=self.controller_id, record_id=record_id,
+                    keys, doc, listed, controller_id=self.controller_id,
+                    record_id=record_id, present=frozenset(listed),
                 )
                 out.append(self._to_record(record_id, doc, meta, values, ""))
             return out
@@ -1219,9 +1283,10 @@ class ControllerScope:
         meta = record_doc.decrypt_meta(
             keys, doc, controller_id=self.controller_id, record_id=record_id
         )
+        listed = self._all_field_names(keys, doc, meta)
         values = record_doc.decrypt_fields(
-            keys, doc, self._all_field_names(keys, doc, meta),
-            controller_id=self.controller_id, record_id=record_id,
+            keys, doc, listed, controller_id=self.controller_id, record_id=record_id,
+            present=frozenset(listed),
         )
         return self._to_record(record_id, doc, meta, values, etag)
 
@@ -1271,6 +1336,6 @@ class ControllerScope:
         self._require(_CARE_ROLES, "find records")
         subject = _check_subject(subject)
         found = self._keys.find_subject(subject)
-        entity = f"subject:{found}" if found else f"index:{self._keys.blind_index(subject)}"
+        entity = f"subject:{found}" if found else "subject:unknown"
         self._audited("subject.find", "E", entity, lambda: None, write=False)
         return found is not None

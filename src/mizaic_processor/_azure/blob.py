@@ -67,7 +67,7 @@ class StoredBlob:
 
 
 class RequestCounter:
-    """Counts HTTP requests sent to Azure Storage (including retries and pages)."""
+    """Counts HTTP responses from Azure Storage (each attempt of a retry, each page)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -81,9 +81,9 @@ class RequestCounter:
 class BlobStore:
     """One storage account. Thread-safe; shares one connection pool across containers.
 
-    :param account_url: the account's blob endpoint, or ``None`` with a connection string.
-    :param credential: an azure-identity credential or account key.
-    :param retry_total: attempts the SDK's exponential retry makes on transient faults.
+    Build it with :meth:`from_connection_string` or :meth:`from_url`. The SDK's
+    exponential retry waits about ``retry_backoff + 2**n`` seconds (jittered by 1 s)
+    before retry ``n`` of at most ``retry_total`` retries.
     """
 
     def __init__(self, service: BlobServiceClient, counter: RequestCounter) -> None:
@@ -243,7 +243,21 @@ class Container:
             result = self._client.get_blob_client(name).upload_blob(
                 data, overwrite=True, length=len(data), **kwargs
             )
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            # A retried write whose first attempt landed fails its own precondition:
+            # if what is stored is exactly what we wrote, the write succeeded.
+            try:
+                stored = self.get(name, what=what)
+            except NotFoundError:
+                stored = None
+            if stored is not None and stored.data == data:
+                return stored.etag
+            raise translate(exc, what) from exc
         except AzureError as exc:
+            if isinstance(exc, HttpResponseError) and exc.status_code == 412:
+                stored = self.get(name, what=what)
+                if stored.data == data:
+                    return stored.etag
             raise translate(exc, what) from exc
         return str(result["etag"])
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.keyvault.keys import JsonWebKey, KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -125,14 +125,13 @@ class KeyVaultKeyring:
                 )
             return kid
         try:
-            if not exists:
-                try:
-                    self._key_client.get_key(name)
-                except AzureError as exc:
-                    if getattr(exc, "status_code", None) != 404:
-                        raise
-                else:
-                    raise KeyManagementError("key exists")
+            try:
+                self._key_client.get_key(name)
+                found = True
+            except ResourceNotFoundError:
+                found = False
+            if found != exists:
+                raise KeyManagementError("key exists" if found else "unknown key")
             key = self._key_client.create_rsa_key(
                 name, size=self._key_size, key_operations=["wrapKey", "unwrapKey"]
             )
@@ -166,7 +165,7 @@ class KeyVaultKeyring:
             result = self._client(key_id).wrap_key(_ALGORITHM, key)
         except (AzureError, ValueError) as exc:
             raise KeyManagementError("Key Vault could not wrap the key") from exc
-        return WrappedKey(str(result.key_id or key_id), str(_ALGORITHM), result.encrypted_key)
+        return WrappedKey(str(result.key_id or key_id), _ALGORITHM.value, result.encrypted_key)
 
     def unwrap_key(self, wrapped: WrappedKey) -> bytes:
         """Unwrap a key wrapped by :meth:`wrap_key`.
@@ -174,7 +173,7 @@ class KeyVaultKeyring:
         :raises KeyManagementError: if the vault refuses, the key id is unknown, or the
             wrapped key does not decrypt.
         """
-        if wrapped.algorithm != str(_ALGORITHM):
+        if wrapped.algorithm != _ALGORITHM.value:
             raise KeyManagementError("unsupported key wrap algorithm")
         try:
             result = self._client(wrapped.key_id).unwrap_key(_ALGORITHM, wrapped.ciphertext)

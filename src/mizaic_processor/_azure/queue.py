@@ -8,17 +8,36 @@ Every ``azure.core.exceptions`` error is translated into the library's tree here
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
 from mizaic_processor._azure.blob import translate
-from mizaic_processor.errors import StorageError
+from mizaic_processor.errors import ConfigurationError, StorageError
 
-__all__ = ["QueueService"]
+__all__ = ["QueueService", "queue_endpoint"]
 
 # A notification must not expire before the controller reads it (the default is 7 days).
 _NEVER_EXPIRES = -1
+
+
+def queue_endpoint(blob_url: str) -> str:
+    """The Queue endpoint of the account whose Blob endpoint is ``blob_url``.
+
+    ``https://<account>.blob.core.windows.net`` -> ``https://<account>.queue.core.windows.net``
+    (also for the sovereign clouds' suffixes).
+
+    :raises ConfigurationError: if the URL is not a standard Blob endpoint.
+    """
+    parts = urlsplit(blob_url)
+    host = parts.hostname or ""
+    account, dot, rest = host.partition(".")
+    if not dot or not rest.startswith("blob."):
+        raise ConfigurationError(
+            "cannot derive the Queue endpoint from a non-standard Blob endpoint"
+        )
+    return f"{parts.scheme}://{account}.queue.{rest[len('blob.'):]}"
 
 
 class QueueService:

@@ -23,7 +23,7 @@ _B32 = "[a-z2-7]{26}"
 _RECORD_ID = re.compile(rf"r{_B32}{_B32}")
 _OPAQUE_ID = re.compile(r"[a-z][a-z2-7]{26}")
 _HOSPITAL_NUMBER = re.compile(r"[A-Z0-9](?:[A-Z0-9/-]{0,30}[A-Z0-9])?")
-_NHS_SEPARATORS = re.compile(r"[ -]")
+_NHS_FORMAT = re.compile(r"([0-9]{3})([ -]?)([0-9]{3})\2([0-9]{4})", re.ASCII)
 
 CONTAINER_PREFIX = "mzc-"
 REGISTRY_CONTAINER = "mizaic-registry"
@@ -41,6 +41,8 @@ def controller_id(value: object) -> str:
     :raises InvalidInputError: if it is not 2-40 letters, digits and single hyphens.
     """
     if isinstance(value, str):
+        if not value.isascii():
+            raise InvalidInputError("invalid controller id")
         value = value.lower()
     return _check(_CONTROLLER_ID, value, "controller id")
 
@@ -131,11 +133,17 @@ def nhs_number(value: object) -> str:
 
     :raises InvalidInputError: if it is not 10 digits or the check digit is wrong.
     """
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidInputError("invalid NHS number")
-    digits = _NHS_SEPARATORS.sub("", str(value).strip())
-    if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
-        raise InvalidInputError("invalid NHS number")
+    if isinstance(value, int):
+        if not 0 <= value < 10**10:
+            raise InvalidInputError("invalid NHS number")
+        digits = f"{value:010d}"
+    else:
+        match = _NHS_FORMAT.fullmatch(value.strip())
+        if match is None:
+            raise InvalidInputError("invalid NHS number")
+        digits = match.group(1) + match.group(3) + match.group(4)
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     if check == 11:
@@ -151,6 +159,6 @@ def hospital_number(value: object) -> str:
     :raises InvalidInputError: if it is empty, longer than 32 characters, or has
         characters other than letters, digits, ``/`` and ``-``.
     """
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.isascii():
         raise InvalidInputError("invalid hospital number")
     return _check(_HOSPITAL_NUMBER, value.strip().upper(), "hospital number")

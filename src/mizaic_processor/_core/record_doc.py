@@ -47,8 +47,13 @@ class RecordDoc:
 
 
 def dumps_json(value: Any) -> bytes:
-    """Canonical compact JSON (sorted keys, UTF-8)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    """Canonical compact JSON (sorted keys, UTF-8; NaN and infinities refused).
+
+    :raises ValueError: for values JSON cannot represent.
+    """
+    return json.dumps(
+        value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def encrypt_fields(
@@ -165,15 +170,20 @@ def decrypt_fields(
     *,
     controller_id: str,
     record_id: str,
+    present: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Decrypt the named fields only; names absent from the record are skipped.
 
-    :raises IntegrityError: if a field fails verification.
+    :param present: the field names the authenticated meta document lists: a listed
+        field whose envelope is missing from storage is an integrity failure.
+    :raises IntegrityError: if a field fails verification or was removed.
     """
     out: dict[str, Any] = {}
     for name in names:
         env = doc.fields.get(envelope.field_tag(keys, name))
         if env is None:
+            if name in present:
+                raise _integrity()
             continue
         plain = envelope.decrypt_field(
             keys, env, controller_id=controller_id, record_id=record_id, field_path=name

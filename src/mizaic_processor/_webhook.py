@@ -1,0 +1,218 @@
+"""The webhook adapter: the only module that sends HTTP to a controller's endpoint.
+
+A notification is POSTed as JSON with three headers a receiver checks:
+
+``X-Mizaic-Delivery``   the delivery id (the same on every retry: de-duplicate on it)
+``X-Mizaic-Timestamp``  unix seconds when this attempt was signed
+``X-Mizaic-Signature``  ``v1=<hex HMAC-SHA256(secret, b"<timestamp>." + body)>``
+
+:func:`verify_webhook` is what a receiver calls. Redirects are never followed (a 3xx is a
+failed attempt) and every call has a timeout. Only ``https`` URLs are accepted, except
+``http`` to a loopback host (local tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from email.message import Message
+from typing import IO, Any
+
+from mizaic_processor.errors import IntegrityError, InvalidInputError
+
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookFailed",
+    "check_webhook_url",
+    "post",
+    "sign",
+    "verify_webhook",
+]
+
+DELIVERY_HEADER = "X-Mizaic-Delivery"
+TIMESTAMP_HEADER = "X-Mizaic-Timestamp"
+SIGNATURE_HEADER = "X-Mizaic-Signature"
+EVENT_HEADER = "X-Mizaic-Event"
+_SCHEME = "v1"
+_LOOPBACK_NAMES = frozenset({"localhost"})
+_MAX_URL = 2048
+_MAX_RESPONSE = 64 * 1024
+
+
+def check_webhook_url(url: object) -> str:
+    """Accept an ``https`` URL, or ``http`` to ``localhost`` / a loopback address.
+
+    :raises InvalidInputError: for anything else (other schemes, credentials in the URL,
+        a fragment, no host, over 2048 characters).
+    """
+    if not isinstance(url, str) or not 0 < len(url) <= _MAX_URL or not url.isprintable():
+        raise InvalidInputError("invalid webhook URL")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        raise InvalidInputError("invalid webhook URL") from None
+    if not host or parts.username is not None or parts.password is not None or parts.fragment:
+        raise InvalidInputError("invalid webhook URL")
+    if any(c.isspace() for c in url):
+        raise InvalidInputError("invalid webhook URL")
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and _is_loopback(host):
+        return url
+    raise InvalidInputError("a webhook URL must be https (http only to a loopback host)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _key(secret: str | bytes) -> bytes:
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    if not isinstance(secret, bytes) or not secret:
+        raise InvalidInputError("a webhook secret is required")
+    return secret
+
+
+def sign(secret: str | bytes, body: bytes, timestamp: int) -> str:
+    """The ``X-Mizaic-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds).
+
+    :raises InvalidInputError: if the secret is empty.
+    """
+    mac = hmac.new(_key(secret), f"{timestamp}.".encode("ascii") + body, hashlib.sha256)
+    return f"{_SCHEME}={mac.hexdigest()}"
+
+
+def _header(headers: Mapping[str, str] | Message, name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == wanted:
+            return str(value)
+    return None
+
+
+def verify_webhook(
+    secret: str | bytes,
+    body: bytes,
+    headers: Mapping[str, str] | Message,
+    *,
+    now: dt.datetime | float,
+    tolerance: int = 300,
+) -> None:
+    """Check a received notification's signature and freshness; raise if it fails.
+
+    Call it with the raw request body (before parsing it) and the request's headers.
+    ``X-Mizaic-Signature`` may carry several comma-separated ``v1=`` values (a secret
+    being rotated): one matching is enough.
+
+    :param secret: the route's webhook secret.
+    :param body: the raw request body.
+    :param headers: the request headers (any mapping; names are matched case-insensitively).
+    :param now: the receiver's current time (aware datetime, or unix seconds).
+    :param tolerance: how many seconds the timestamp may be away from ``now``.
+    :raises IntegrityError: if a header is missing or malformed, the signature does not
+        match the body, or the timestamp is more than ``tolerance`` seconds from ``now``.
+    :raises InvalidInputError: if the secret is empty or ``now`` is a naive datetime.
+    """
+    key = _key(secret)
+    if isinstance(now, dt.datetime):
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise InvalidInputError("now must be timezone-aware")
+        current = now.timestamp()
+    elif isinstance(now, int | float) and not isinstance(now, bool):
+        current = float(now)
+    else:
+        raise InvalidInputError("now must be a datetime or unix seconds")
+    if not isinstance(body, bytes | bytearray):
+        raise InvalidInputError("body must be bytes")
+    stamp = _header(headers, TIMESTAMP_HEADER)
+    given = _header(headers, SIGNATURE_HEADER)
+    if stamp is None or given is None or not stamp.isascii() or not stamp.isdigit():
+        raise IntegrityError("webhook signature missing or malformed")
+    if len(stamp) > 12:
+        raise IntegrityError("webhook signature missing or malformed")
+    timestamp = int(stamp)
+    expected = sign(key, bytes(body), timestamp)
+    matched = False
+    for candidate in given.split(","):
+        if hmac.compare_digest(candidate.strip().encode("ascii", "replace"), expected.encode()):
+            matched = True
+    if not matched:
+        raise IntegrityError("webhook signature does not match")
+    if abs(current - timestamp) > tolerance:
+        raise IntegrityError("webhook timestamp outside the tolerance")
+
+
+class WebhookFailed(Exception):  # noqa: N818 - internal signal, never leaves the library
+    """One delivery attempt failed. ``code`` is a short, data-free reason."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+        headers: Message, newurl: str,
+    ) -> urllib.request.Request | None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def post(
+    url: str,
+    body: bytes,
+    *,
+    secret: str | bytes,
+    delivery_id: str,
+    event: str,
+    timestamp: int,
+    timeout: float = 10.0,
+) -> int:
+    """POST one signed notification; return the HTTP status (2xx only).
+
+    :raises WebhookFailed: on a non-2xx answer, a redirect, a timeout or a network error.
+    """
+    url = check_webhook_url(url)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "mizaic-processor",
+        DELIVERY_HEADER: delivery_id,
+        EVENT_HEADER: event,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, body, timestamp),
+    }
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        response: Any = _OPENER.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise WebhookFailed(f"http-{exc.code}") from None
+    except TimeoutError:
+        raise WebhookFailed("timeout") from None
+    except (urllib.error.URLError, OSError, ValueError):
+        raise WebhookFailed("unreachable") from None
+    with response:
+        status = int(response.status)
+        response.read(_MAX_RESPONSE)
+    if not 200 <= status < 300:
+        raise WebhookFailed(f"http-{status}")
+    return status
