@@ -159,21 +159,20 @@ def shred_subject(scope: ControllerScope, skid: str, subject_meta: dict[str, Any
     prefix = f"records/{skid}/"
     if next(iter(scope._container.list_names(prefix)), None) is not None:
         return False
-    index = None
+    indexes: list[str] = []
     if subject_meta is not None:
         from mizaic_processor.models import subject_from
 
         subject = subject_from(subject_meta["kind"], subject_meta["value"])
-        index = scope._keys.blind_index(subject)
+        indexes = scope._keys.index_names(subject)
 
     def run() -> None:
         scope._container.delete(SUBJECT_PREFIX + skid, what="subject key")
-        if index is not None:
+        for index in indexes:
             scope._container.delete(INDEX_PREFIX + index, what="subject index entry")
-        scope._container.delete(f"restrictions/{skid}", what="restriction")
 
     scope._audited("subject.shred", "D", f"subject:{skid}", run, write=True)
-    scope._keys.forget(skid, index)
+    scope._keys.forget(skid, indexes)
     return True
 
 

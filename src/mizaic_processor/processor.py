@@ -39,6 +39,7 @@ from mizaic_processor.errors import (
     RestrictedError,
 )
 from mizaic_processor.keyring import Keyring
+from mizaic_processor.keys import KeyRotation
 from mizaic_processor.models import (
     Actor,
     ContentInfo,
@@ -518,6 +519,8 @@ class Processor:
             docs=docs,
             ledger=ledger,
             instructions=instructions,
+            keyring=self._keyring,
+            key_cache_ttl=self._ttl,
             chunk_size=self._chunk_size,
             clock=self._clock,
         )
@@ -565,10 +568,14 @@ class ControllerScope:
         docs: ControllerDocs,
         ledger: Ledger,
         instructions: InstructionBook,
+        keyring: Keyring,
+        key_cache_ttl: float,
         chunk_size: int,
         clock: Clock,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self._keyring = keyring
+        self._key_cache_ttl = key_cache_ttl
         self._docs = docs
         self._ledger = ledger
         self._instructions = instructions
@@ -1299,6 +1306,11 @@ class ControllerScope:
         except NotFoundError:
             return None
         return record_doc.decode(stored.data).category
+
+    @property
+    def keys(self) -> KeyRotation:
+        """Key rotation for this controller (see :class:`~mizaic_processor.keys.KeyRotation`)."""
+        return KeyRotation(self, cache_ttl=self._key_cache_ttl)
 
     @property
     def retention(self) -> Retention:
