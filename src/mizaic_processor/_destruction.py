@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mizaic_processor._core import ids, record_doc
 from mizaic_processor._docs import ControllerDocs
@@ -54,7 +54,7 @@ class DestructionEvidence(BaseModel):
     destroyed_by: str
     started_at: dt.datetime
     destroyed_at: dt.datetime | None = None
-    content_sha256: str | None = None
+    content_sha256: str | None = Field(default=None, repr=False)
     content_length: int | None = None
 
 
@@ -65,7 +65,18 @@ def get_evidence(docs: ControllerDocs, record_id: str) -> tuple[DestructionEvide
     except NotFoundError:
         return None
     public = {k: v for k, v in doc.public.items() if k != "content_id"}
+    public["content_sha256"] = doc.secret.get("content_sha256")
     return DestructionEvidence.model_validate(public), doc.etag
+
+
+def _evidence_parts(
+    evidence: DestructionEvidence, content_id: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The plaintext and sealed parts of an evidence stub: the document's hash is kept
+    sealed (a plain hash would let anyone holding a candidate document confirm it)."""
+    public = evidence.model_dump(mode="json", exclude={"content_sha256"})
+    public["content_id"] = content_id
+    return public, {"content_sha256": evidence.content_sha256}
 
 
 def destroy_record(
@@ -119,10 +130,10 @@ def destroy_record(
             destroyed_by=scope.actor.id, started_at=now,
             content_sha256=content.get("sha256"), content_length=content.get("length"),
         )
-        public = evidence.model_dump(mode="json")
-        public["content_id"] = content_id
+        public, secret = _evidence_parts(evidence, content_id)
         try:
-            ev_etag = docs.create(EVIDENCE + record_id, public, what="destruction evidence")
+            ev_etag = docs.create(EVIDENCE + record_id, public, secret,
+                                  what="destruction evidence")
         except ConflictError:
             found = get_evidence(docs, record_id)
             if found is None:
@@ -145,9 +156,9 @@ def destroy_record(
 
     scope._audited("record.destroy", "D", record_id, run, write=True, policy=instruction_id)
     done = evidence.model_copy(update={"status": "destroyed", "destroyed_at": scope._clock()})
-    public = done.model_dump(mode="json")
-    public["content_id"] = content_id
-    docs.replace(EVIDENCE + record_id, public, None, etag=ev_etag, what="destruction evidence")
+    public, secret = _evidence_parts(done, content_id)
+    docs.replace(EVIDENCE + record_id, public, secret, etag=ev_etag,
+                 what="destruction evidence")
     return done, meta
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
@@ -67,6 +67,7 @@ MAX_RECORD_JSON = 4 * 1024 * 1024
 _CARE_ROLES = frozenset({Role.SERVICE, Role.CONTROLLER_ADMIN})
 _ADMIN_ROLES = frozenset({Role.CONTROLLER_ADMIN})
 _DELETE_ACTIONS = frozenset({"deletion", "erasure", "destruction"})
+_INSTRUCTION_ACTIONS = frozenset(get_args(InstructionAction))
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
@@ -125,6 +126,7 @@ def _validate_input(
             raise InvalidInputError("invalid input: events are datetime.date values")
     if not isinstance(fields, Mapping):
         raise InvalidInputError("invalid input: fields must be a mapping of name to value")
+    message: str | None = None
     try:
         data = _RecordInput(
             category=category,
@@ -132,17 +134,21 @@ def _validate_input(
             events=events,
         )
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc)) from None
-    except InvalidInputError:
-        raise
+        message = describe_validation_error(exc)
+    except InvalidInputError as exc:
+        message = str(exc)
     except (ValueError, TypeError, RecursionError):
-        raise InvalidInputError("invalid input") from None
+        message = "invalid input"
+    if message is not None:
+        # raised outside the except block: the caller's values must not ride along as
+        # the exception's __context__
+        raise InvalidInputError(message)
     try:
         size = len(record_doc.dumps_json(data.fields))
     except (ValueError, TypeError, RecursionError):
-        raise InvalidInputError(
-            "invalid input: fields: a value is not representable as JSON"
-        ) from None
+        size = -1
+    if size < 0:
+        raise InvalidInputError("invalid input: fields: a value is not representable as JSON")
     if size > MAX_RECORD_JSON:
         raise InvalidInputError("invalid input: the fields exceed 4 MiB")
     return data
@@ -1130,6 +1136,8 @@ class ControllerScope:
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
         self._require(_ADMIN_ROLES, "record instructions")
+        if action not in _INSTRUCTION_ACTIONS:
+            raise InvalidInputError("unknown instruction action")
         if isinstance(record_ids, str):
             raise InvalidInputError("record_ids must be a sequence of record ids")
         records = [ids.record_id(r) for r in record_ids]
