@@ -28,7 +28,7 @@ from typing import Any
 
 from mizaic_processor._azure.blob import Container
 from mizaic_processor._core import audit_chain, ids
-from mizaic_processor.errors import AuditError, MizaicError
+from mizaic_processor.errors import AuditError, ConflictError, MizaicError
 
 logger = logging.getLogger("mizaic_processor.audit")
 
@@ -129,7 +129,8 @@ class AuditWriter:
                 batch = self._take()
             try:
                 if batch[0].event is _SEAL:
-                    self._checkpoint()
+                    if not self._checkpoint():
+                        batch[0].error = AuditError("the audit chain head could not be sealed")
                     batch[0].done.set()
                     continue
                 self._commit(batch)
@@ -150,13 +151,22 @@ class AuditWriter:
                 break
             ticket = self._pending.pop(0)
             batch.append(ticket)
-            size += 512
+            size += 64 + sum(len(str(k)) + len(str(v)) for k, v in ticket.event.items())
         return batch
 
     def _ensure_segment(self) -> None:
         if self._segment == 0 or self._blocks >= SEGMENT_BLOCK_LIMIT:
-            self._segment += 1
-            self._container.create_append(segment_name(self.chain, self._segment))
+            following = self._segment + 1
+            try:
+                self._container.create_append(segment_name(self.chain, following))
+            except ConflictError:
+                # a retried create whose first attempt landed: the segment is ours and
+                # empty unless we appended to it, which we cannot have without knowing
+                if self._container.get(segment_name(self.chain, following)).data:
+                    raise
+            # numbered only once it exists, so an outage never leaves a gap that would
+            # read as a removed segment
+            self._segment = following
             self._position = 0
             self._blocks = 0
 
@@ -206,14 +216,15 @@ class AuditWriter:
         expected = self._position + len(data)
         return len(stored.data) == expected and stored.data[self._position :] == data
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> bool:
+        """Seal the chain head; return whether the head is sealed."""
         if self._seq == self._sealed_seq:
-            return
+            return True
         try:
             version, key = self._audit_key()
         except MizaicError:
             logger.error("audit checkpoint key unavailable; the chain head is not sealed")
-            return
+            return False
         body = audit_chain.checkpoint_body(
             self.chain, self._seq, self._prev, self._clock().isoformat()
         )
@@ -226,7 +237,7 @@ class AuditWriter:
             )
         except MizaicError:
             logger.error("audit checkpoint could not be written; will retry")
-            return
+            return False
         self._sealed_seq = self._seq
         self._sealed_at = time.monotonic()
         if self._on_checkpoint is not None:
@@ -234,11 +245,13 @@ class AuditWriter:
                 self._on_checkpoint(doc)
             except Exception:  # the controller's copy is retried at the next checkpoint
                 logger.exception("audit checkpoint delivery to the controller failed")
+        return True
 
     def flush(self, timeout: float = 120.0) -> None:
         """Wait until every queued event is committed, then seal the head (checkpoint).
 
-        :raises AuditError: if the writer is closed or does not finish in time.
+        :raises AuditError: if the writer is closed, does not finish in time, or cannot
+            seal the head.
         """
         with self._cond:
             if self._thread is None and not self._pending:

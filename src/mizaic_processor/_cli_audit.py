@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mizaic_processor._progress import ProgressBar
-from mizaic_processor.errors import AuditTamperedError
+from mizaic_processor.errors import AuditTamperedError, InvalidInputError
 
 if TYPE_CHECKING:
     from mizaic_processor.cli import Context
@@ -65,6 +65,10 @@ def _rotate(args: argparse.Namespace, ctx: Context) -> int:
     bar = ProgressBar(f"rotate {args.which}", ctx.err)
     try:
         if args.which == "kek":
+            if args.retire:
+                raise InvalidInputError(
+                    "--retire does not apply to the KEK: disable its old version in the vault"
+                )
             print(f"new KEK version: {keys.rotate_kek()}", file=ctx.out)
         elif args.which == "controller-key":
             if args.retire:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -207,14 +207,15 @@ class AuditTrail:
         actor: str | None = None,
         record_id: str | None = None,
         subject: Any = None,
-    ) -> Iterator[AuditEvent]:
-        """Events matching every filter given, oldest first within each chain.
+    ) -> list[AuditEvent]:
+        """Events matching every filter given, in time order.
 
         :param subject: an NHSNumber or HospitalNumber; matched through its
             pseudonymous reference, never stored in plaintext.
         :raises InvalidInputError: if a filter is malformed.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
+        self._authorise("query the audit trail")
         for when in (since, until):
             if when is not None and (not isinstance(when, dt.datetime) or when.tzinfo is None):
                 raise InvalidInputError("since/until must be timezone-aware datetimes")
@@ -223,10 +224,9 @@ class AuditTrail:
         if record_id is not None and not isinstance(record_id, str):
             raise InvalidInputError("record_id must be a record id")
         skid = self._subject_ref(subject) if subject is not None else None
-        self._authorise("query the audit trail")
         self._record("audit.query", "R")
         if subject is not None and skid is None:
-            return
+            return []
         events = []
         for lines in self._chains().values():
             for line in lines:
@@ -248,7 +248,7 @@ class AuditTrail:
                     continue
                 events.append(event)
         events.sort(key=lambda e: (e.recorded, e.chain, e.seq))
-        yield from events
+        return events
 
     def export(self, directory: str | Path) -> Path:
         """Write the trail for the controller into ``directory`` (created if missing).
@@ -256,9 +256,10 @@ class AuditTrail:
         Files: ``chains/<chain>.ndjson`` (the raw event lines), ``checkpoints.json``,
         ``auditevents.json`` (a FHIR R4 ``Bundle`` of ``AuditEvent`` resources), and
         ``verify_audit.py`` with ``audit_chain.py``, a verifier that needs only the
-        Python standard library::
+        Python standard library, and ``audit_key.hex``, the controller's checkpoint key,
+        so the controller can check checkpoint seals too::
 
-            python verify_audit.py <directory>
+            python verify_audit.py <directory> --key $(cat <directory>/audit_key.hex)
 
         :returns: the directory.
         :raises AuditTamperedError: if the trail does not verify (nothing is exported).
@@ -288,4 +289,7 @@ class AuditTrail:
         (target / "audit_chain.py").write_text(
             package.joinpath("_core", "audit_chain.py").read_text()
         )
+        key_file = target / "audit_key.hex"
+        key_file.write_text(self._key_for_version(1).hex())
+        key_file.chmod(0o600)
         return target

@@ -8,8 +8,8 @@ layer below are translated at the one adapter that talks to it, with ``raise ...
 
     MizaicError
      ├── InvalidInputError          bad input; raised before any I/O, nothing written
- │    └── ClockError            an impossible request-clock history or step (an
- │                              extension after the first deadline, ...)
+     │    └── ClockError            an impossible request-clock history or step (an
+     │                              extension after the first deadline, ...)
      ├── ConfigurationError         the processor or a keyring is configured wrongly
      │    └── ResidencyError        a region outside the UK (uksouth / ukwest)
      ├── AccessDeniedError          the actor's role may not do this, or the data is

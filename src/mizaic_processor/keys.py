@@ -15,9 +15,10 @@ passes handle key material and pseudonymous ids, never show patient data).
   re-indexes every subject (lookups try both keys meanwhile), then
   :meth:`KeyRotation.retire_old_index_keys` destroys the old one.
 
-Retiring waits until every process has seen the new version: at least the key cache
-lifetime after the rotation, since a process holding the old controller keys in its
-cache could still wrap with them until its cache expires.
+Retiring waits until every process has seen the new version: at least the longest key
+cache lifetime any process may configure (one hour) after the rotation, since a process
+holding the old controller keys in its cache could still wrap with them until its cache
+expires.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["KeyRotation", "RotationReport"]
 
 _ROTATORS = frozenset({Role.CONTROLLER_ADMIN, Role.PROCESSOR_OPERATOR})
+MAX_KEY_CACHE_TTL = 3600.0  # the largest key_cache_ttl a Processor accepts
 
 
 class RotationReport(BaseModel):
@@ -55,9 +57,9 @@ class RotationReport(BaseModel):
 class KeyRotation:
     """Rotation of one controller's keys. Every step is audited."""
 
-    def __init__(self, scope: ControllerScope, *, cache_ttl: float) -> None:
+    def __init__(self, scope: ControllerScope) -> None:
         self._scope = scope
-        self._ttl = cache_ttl
+        self._ttl = MAX_KEY_CACHE_TTL
 
     def __repr__(self) -> str:
         return f"KeyRotation(controller={self._scope.controller_id!r})"
@@ -139,7 +141,7 @@ class KeyRotation:
         if (self._scope._clock() - when).total_seconds() < self._ttl:
             raise ConflictError(
                 "too soon to retire: other processes may still use the old key until "
-                f"their key cache expires ({int(self._ttl)} s after the rotation)"
+                f"their key cache expires (wait {int(self._ttl)} s after the rotation)"
             )
 
     def retire_old_controller_keys(self, *, progress: Progress = no_progress) -> list[int]:

@@ -39,7 +39,7 @@ from mizaic_processor.errors import (
     RestrictedError,
 )
 from mizaic_processor.keyring import Keyring
-from mizaic_processor.keys import KeyRotation
+from mizaic_processor.keys import MAX_KEY_CACHE_TTL, KeyRotation
 from mizaic_processor.models import (
     Actor,
     ContentInfo,
@@ -239,7 +239,7 @@ class Processor:
             raise InvalidInputError("retry_total must be 0..20")
         if not isinstance(retry_backoff, int | float) or not 0 <= retry_backoff <= 60:
             raise InvalidInputError("retry_backoff must be 0..60 seconds")
-        if not isinstance(key_cache_ttl, int | float) or not 0 < key_cache_ttl <= 3600:
+        if not isinstance(key_cache_ttl, int | float) or not 0 < key_cache_ttl <= MAX_KEY_CACHE_TTL:
             raise InvalidInputError("key_cache_ttl must be in (0, 3600] seconds")
         if not isinstance(chunk_size, int) or not (
             envelope.MIN_CHUNK_SIZE <= chunk_size <= envelope.MAX_CHUNK_SIZE
@@ -784,9 +784,18 @@ class ControllerScope:
         keys = self._record_keys(key, record_id)
         if content is not None and content_type is not None:
             content_id = ids.b32(self._random(16))
-            meta["content"] = self._upload_content(keys, record_id, content_id, content,
-                                                   content_type)
-        meta.update(category=category, version=version, content_id=content_id)
+            try:
+                meta["content"] = self._upload_content(keys, record_id, content_id, content,
+                                                       content_type)
+            except BaseException:
+                # a failed upload may still have committed the blob (a retried commit)
+                with contextlib.suppress(MizaicError):
+                    self._container.delete(
+                        self._content_blob(record_id, content_id), what="content"
+                    )
+                raise
+        meta.update(category=category, version=version, content_id=content_id,
+                    fields_digest=record_doc.fields_digest(field_envelopes))
         doc = record_doc.RecordDoc(
             record_id=record_id,
             category=category,
@@ -946,6 +955,9 @@ class ControllerScope:
 
     def _check_restriction(self) -> None:
         if self._actor.role is not Role.CONTROLLER_ADMIN:
+            with contextlib.suppress(MizaicError):
+                self._emit("access.restricted", "E", f"controller:{self.controller_id}",
+                           outcome="failure")[1].wait()
             raise RestrictedError(
                 "processing of this subject is restricted on the controller's instruction"
             )
@@ -1204,7 +1216,7 @@ class ControllerScope:
             "subject.restrict" if restricted else "subject.unrestrict", "U",
             f"controller:{self.controller_id}",
             lambda: _subject_ops.set_restriction(self, subject, restricted, instruction_id),
-            write=True,
+            write=True, policy=instruction_id if isinstance(instruction_id, str) else None,
         )
 
     def rectify_record(
@@ -1318,7 +1330,7 @@ class ControllerScope:
     @property
     def keys(self) -> KeyRotation:
         """Key rotation for this controller (see :class:`~mizaic_processor.keys.KeyRotation`)."""
-        return KeyRotation(self, cache_ttl=self._key_cache_ttl)
+        return KeyRotation(self)
 
     @property
     def retention(self) -> Retention:

@@ -11,6 +11,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -180,29 +181,48 @@ def test_get_with_fields_the_record_lacks_leaves_them_out(svc: ControllerScope) 
 
 
 def test_selective_get_decrypts_only_the_named_field_envelopes(
+    svc: ControllerScope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = {f"f{i}": f"value {i}" for i in range(12)}
+    ref = svc.create_record(NHSNumber(NHS), category="adult", fields=fields)
+    from mizaic_processor._core import envelope as envelope_module
+
+    decrypted: list[str] = []
+    real = envelope_module.decrypt_field
+
+    def spy(keys: Any, env: bytes, *, controller_id: str, record_id: str,
+            field_path: str) -> bytes:
+        decrypted.append(field_path)
+        return real(keys, env, controller_id=controller_id, record_id=record_id,
+                    field_path=field_path)
+
+    monkeypatch.setattr(envelope_module, "decrypt_field", spy)
+    assert svc.get_record(ref.record_id, fields=["f3"]).fields == {"f3": "value 3"}
+    # the sealed meta document, and the one field asked for: nothing else
+    assert sorted(decrypted) == ["$meta", "f3"]
+    decrypted.clear()
+    assert svc.get_record(ref.record_id).fields == fields
+    assert len(decrypted) == 13
+
+
+def test_a_corrupted_envelope_of_another_field_fails_even_a_selective_read(
     svc: ControllerScope, raw: ContainerClient
 ) -> None:
-    # Learn the storage tag of field "b" black-box: it is the one that appears when b is added.
+    # The sealed meta document carries a digest of every envelope, so storage cannot
+    # swap in, drop or corrupt one field's envelope behind a selective read.
     ref = svc.create_record(NHSNumber(NHS), category="adult", fields={"a": "keep"})
     tags_before = field_tags(raw, ref.record_id)
     ref = svc.update_record(ref.record_id, etag=ref.etag, fields={"b": "secret"})
     (tag_b,) = field_tags(raw, ref.record_id) - tags_before
-
-    # Corrupt b's envelope in storage (flip a byte in its ciphertext).
     name = record_blob(raw, ref.record_id)
     doc = json.loads(raw.download_blob(name).readall())
     env = bytearray(base64.b64decode(doc["f"][tag_b]))
     env[-20] ^= 0x01
     doc["f"][tag_b] = base64.b64encode(bytes(env)).decode()
     raw.upload_blob(name, json.dumps(doc).encode(), overwrite=True)
-
-    # A read of a alone never touches b's envelope, so it succeeds...
-    assert svc.get_record(ref.record_id, fields=["a"]).fields == {"a": "keep"}
-    # ...while reading b, or everything, verifies b's envelope and fails.
-    with pytest.raises(IntegrityError):
-        svc.get_record(ref.record_id, fields=["b"])
-    with pytest.raises(IntegrityError):
-        svc.get_record(ref.record_id)
+    for wanted in (["a"], ["b"], None):
+        with pytest.raises(IntegrityError):
+            svc.get_record(ref.record_id, fields=wanted)
 
 
 # -- updates and optimistic concurrency ----------------------------------------------------

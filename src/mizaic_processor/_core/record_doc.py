@@ -17,6 +17,8 @@ asked for.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -89,6 +91,16 @@ def encrypt_meta(
     )
 
 
+def fields_digest(fields: Mapping[str, bytes]) -> str:
+    """SHA-256 over every field envelope, in tag order. Kept in the sealed meta document
+    (re-encrypted on every write), so storage cannot swap in an older envelope of one
+    field, drop a field, or add one, without the read failing."""
+    digest = hashlib.sha256(b"mizaic/v1/fields")
+    for tag in sorted(fields):
+        digest.update(envelope.canonical(tag, fields[tag]))
+    return digest.hexdigest()
+
+
 def encode(doc: RecordDoc) -> bytes:
     """Serialise a record document."""
     return dumps_json(
@@ -158,6 +170,8 @@ def decrypt_meta(
         or meta.get("category") != doc.category
         or meta.get("version") != doc.version
         or meta.get("content_id") != doc.content_id
+        or not isinstance(meta.get("fields_digest"), str)
+        or not hmac.compare_digest(meta["fields_digest"], fields_digest(doc.fields))
     ):
         raise _integrity()
     return meta
