@@ -21,6 +21,7 @@ subject's wrapped key and index entry, so any surviving copy of their ciphertext
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +34,7 @@ from mizaic_processor.errors import ConflictError, HoldError, NotFoundError
 if TYPE_CHECKING:
     from mizaic_processor.processor import ControllerScope
 
-__all__ = ["DestructionEvidence", "destroy_record", "shred_subject"]
+__all__ = ["Destruction", "DestructionEvidence", "destroy_record", "shred_subject"]
 
 EVIDENCE = "evidence/"
 
@@ -58,25 +59,57 @@ class DestructionEvidence(BaseModel):
     content_length: int | None = None
 
 
-def get_evidence(docs: ControllerDocs, record_id: str) -> tuple[DestructionEvidence, str] | None:
-    """The evidence stub of a record and its etag, or ``None``."""
+@dataclass(frozen=True)
+class Destruction:
+    """The outcome of :func:`destroy_record`."""
+
+    evidence: DestructionEvidence
+    destroyed_now: bool
+    subject_shredded: bool
+
+
+@dataclass(frozen=True)
+class _Stub:
+    evidence: DestructionEvidence
+    etag: str
+    content_id: str | None
+    subject: dict[str, Any] | None
+
+
+def _get_stub(docs: ControllerDocs, record_id: str) -> _Stub | None:
     try:
         doc = docs.get(EVIDENCE + record_id, what="destruction evidence")
     except NotFoundError:
         return None
     public = {k: v for k, v in doc.public.items() if k != "content_id"}
     public["content_sha256"] = doc.secret.get("content_sha256")
-    return DestructionEvidence.model_validate(public), doc.etag
+    subject = doc.secret.get("subject")
+    return _Stub(
+        evidence=DestructionEvidence.model_validate(public), etag=doc.etag,
+        content_id=doc.public.get("content_id"),
+        subject=subject if isinstance(subject, dict) else None,
+    )
+
+
+def get_evidence(docs: ControllerDocs, record_id: str) -> tuple[DestructionEvidence, str] | None:
+    """The evidence stub of a record and its etag, or ``None``."""
+    stub = _get_stub(docs, record_id)
+    return None if stub is None else (stub.evidence, stub.etag)
 
 
 def _evidence_parts(
-    evidence: DestructionEvidence, content_id: str | None
+    evidence: DestructionEvidence, content_id: str | None, subject: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The plaintext and sealed parts of an evidence stub: the document's hash is kept
-    sealed (a plain hash would let anyone holding a candidate document confirm it)."""
+    """The plaintext and sealed parts of an evidence stub. The document's hash is kept
+    sealed (a plain hash would let anyone holding a candidate document confirm it); so
+    is the subject reference, and only while the destruction is under way (a resumed
+    run needs it to shred the subject's key)."""
     public = evidence.model_dump(mode="json", exclude={"content_sha256"})
     public["content_id"] = content_id
-    return public, {"content_sha256": evidence.content_sha256}
+    secret: dict[str, Any] = {"content_sha256": evidence.content_sha256}
+    if subject is not None and evidence.status != "destroyed":
+        secret["subject"] = subject
+    return public, secret
 
 
 def destroy_record(
@@ -88,62 +121,52 @@ def destroy_record(
     instruction_id: str | None = None,
     instruction_version: int | None = None,
     appraisal_id: str | None = None,
-) -> tuple[DestructionEvidence, dict[str, Any] | None]:
-    """Destroy one record with evidence (idempotent, resumable).
+) -> Destruction:
+    """Destroy one record with evidence (idempotent, resumable), and the subject's key
+    when this was the subject's last record.
 
-    :returns: the evidence, and the record's decrypted meta document if this call read
-        it (``None`` when it was already destroyed): the caller shreds the subject.
     :raises HoldError: if an active hold covers the record.
+    :raises NotFoundError: if there is neither such a record nor evidence of it.
     """
     docs = scope._docs
-    existing = get_evidence(docs, record_id)
-    if existing is not None and existing[0].status == "destroyed":
-        return existing[0], None
+    stub = _get_stub(docs, record_id)
+    if stub is not None and stub.evidence.status == "destroyed":
+        return Destruction(stub.evidence, destroyed_now=False, subject_shredded=False)
     meta: dict[str, Any] | None = None
-    content_id: str | None = None
     try:
         key, doc, _etag = scope._load(record_id, for_admin=True)
     except NotFoundError:
         doc = None
     if doc is not None:
-        keys = scope._record_keys(key, record_id)
         meta = record_doc.decrypt_meta(
-            keys, doc, controller_id=scope.controller_id, record_id=record_id
+            scope._record_keys(key, record_id), doc, controller_id=scope.controller_id,
+            record_id=record_id,
         )
-        category = doc.category
-        content_id = doc.content_id
-        held = scope._ledger.holds_covering(record_id, category)
+        held = scope._ledger.holds_covering(record_id, doc.category)
         if held:
             raise HoldError("a hold covers this record: " + ", ".join(h.hold_id for h in held))
-    elif existing is None:
+    elif stub is None:
         raise NotFoundError("record not found")
-    else:
-        category = existing[0].category
-    now = scope._clock()
-    if existing is None:
-        assert meta is not None  # noqa: S101 (doc is not None here)
+    if stub is None:
+        assert meta is not None and doc is not None  # noqa: S101 (doc was loaded)
         content = meta.get("content") or {}
         evidence = DestructionEvidence(
-            record_id=record_id, category=category, status="destroying", reason=reason,
+            record_id=record_id, category=doc.category, status="destroying", reason=reason,
             instruction_id=instruction_id, instruction_version=instruction_version,
             appraisal_id=appraisal_id, approved_by=approved_by,
-            destroyed_by=scope.actor.id, started_at=now,
+            destroyed_by=scope.actor.id, started_at=scope._clock(),
             content_sha256=content.get("sha256"), content_length=content.get("length"),
         )
-        public, secret = _evidence_parts(evidence, content_id)
+        public, secret = _evidence_parts(evidence, doc.content_id, meta.get("subject"))
         try:
-            ev_etag = docs.create(EVIDENCE + record_id, public, secret,
-                                  what="destruction evidence")
+            etag = docs.create(EVIDENCE + record_id, public, secret,
+                               what="destruction evidence")
+            stub = _Stub(evidence, etag, doc.content_id, meta.get("subject"))
         except ConflictError:
-            found = get_evidence(docs, record_id)
-            if found is None:
+            stub = _get_stub(docs, record_id)
+            if stub is None:
                 raise
-            evidence, ev_etag = found
-    else:
-        evidence, ev_etag = existing
-        if content_id is None:
-            stored = docs.get(EVIDENCE + record_id, what="destruction evidence")
-            content_id = stored.public.get("content_id")
+    content_id = stub.content_id
 
     def run() -> None:
         if doc is not None:
@@ -155,11 +178,14 @@ def destroy_record(
             scope._container.delete(name, what="record history")
 
     scope._audited("record.destroy", "D", record_id, run, write=True, policy=instruction_id)
-    done = evidence.model_copy(update={"status": "destroyed", "destroyed_at": scope._clock()})
-    public, secret = _evidence_parts(done, content_id)
-    docs.replace(EVIDENCE + record_id, public, secret, etag=ev_etag,
+    shredded = shred_subject(scope, record_id[1:27], stub.subject)
+    done = stub.evidence.model_copy(
+        update={"status": "destroyed", "destroyed_at": scope._clock()}
+    )
+    public, secret = _evidence_parts(done, content_id, None)
+    docs.replace(EVIDENCE + record_id, public, secret, etag=stub.etag,
                  what="destruction evidence")
-    return done, meta
+    return Destruction(done, destroyed_now=True, subject_shredded=shredded)
 
 
 def shred_subject(scope: ControllerScope, skid: str, subject_meta: dict[str, Any] | None) -> bool:
@@ -169,6 +195,8 @@ def shred_subject(scope: ControllerScope, skid: str, subject_meta: dict[str, Any
     """
     prefix = f"records/{skid}/"
     if next(iter(scope._container.list_names(prefix)), None) is not None:
+        return False
+    if not scope._container.exists_blob(SUBJECT_PREFIX + skid):
         return False
     indexes: list[str] = []
     if subject_meta is not None:

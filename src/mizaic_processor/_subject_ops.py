@@ -85,16 +85,19 @@ def erase_subject(
     if holds:
         raise HoldError("holds forbid erasing this subject: " + ", ".join(sorted(holds)))
     destroyed = []
+    key_destroyed = False
     for record_id in records:
-        _evidence, meta = destroy_record(
+        outcome = destroy_record(
             scope, record_id, reason="erasure", approved_by=instruction.issued_by,
             instruction_id=instruction.instruction_id,
         )
-        if meta is not None:
+        if outcome.destroyed_now:
             destroyed.append(record_id)
+        key_destroyed = key_destroyed or outcome.subject_shredded
+    # a subject with a key but no records left (or a resumed erasure) is shredded here
     key_destroyed = shred_subject(
         scope, skid, {"kind": subject.kind, "value": subject.value}
-    )
+    ) or key_destroyed
     return ErasureReport(
         instruction_id=instruction.instruction_id, records_destroyed=tuple(destroyed),
         key_destroyed=key_destroyed,

@@ -21,7 +21,7 @@ from mizaic_processor._audit_writer import AuditWriter, Ticket
 from mizaic_processor._azure.blob import BlobStore, Container
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
 from mizaic_processor._core import envelope, ids, record_doc
-from mizaic_processor._destruction import DestructionEvidence, destroy_record, shred_subject
+from mizaic_processor._destruction import DestructionEvidence, destroy_record
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._keystore import ControllerKeys, SubjectKey
 from mizaic_processor._ledger import Instruction, InstructionAction, Ledger, check_note
@@ -1116,13 +1116,10 @@ class ControllerScope:
         instruction = self._ledger.require(
             instruction_id, _DELETE_ACTIONS, record_id=record_id
         )
-        evidence, meta = destroy_record(
+        return destroy_record(
             self, record_id, reason=instruction.action, approved_by=instruction.issued_by,
             instruction_id=instruction.instruction_id,
-        )
-        if meta is not None:
-            shred_subject(self, record_id[1:27], meta.get("subject"))
-        return evidence
+        ).evidence
 
     # -- instructions and data-subject operations ----------------------------------------
 

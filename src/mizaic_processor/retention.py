@@ -35,7 +35,6 @@ from mizaic_processor._destruction import (
     DestructionEvidence,
     destroy_record,
     list_evidence,
-    shred_subject,
 )
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._ledger import Hold, HoldKind, check_note
@@ -471,6 +470,10 @@ class Retention:
             if instruction is None:
                 missing.append(AppraisalItem(record_id=record_id, category=category))
                 continue
+            if done > len(candidates):
+                # tagged before its category had an instruction: re-tag it now, so the
+                # next appraisal finds it through the due-month query alone
+                scope._container.set_tags(name, self._book.tags(category, events))
             result = compute_retain_until(instruction.rule, events)
             if not result.is_due(as_of):
                 continue
@@ -606,11 +609,14 @@ class Retention:
         for done, item in enumerate(mine, start=1):
             progress(done, len(mine))
             record_id = item.record_id
-            authorised = appraisal.is_approved(record_id) or item.standing_destroy
-            if not authorised:
+            instruction = self._book.current(item.category, fresh=item.standing_destroy)
+            standing = (
+                item.standing_destroy and instruction is not None
+                and instruction.rule.on_expiry == "destroy"
+            )
+            if not (appraisal.is_approved(record_id) or standing):
                 report["not_approved"].append(record_id)
                 continue
-            instruction = self._book.current(item.category)
             loaded = scope._record_category_and_events(record_id)
             still_due = loaded is None or (
                 instruction is not None
@@ -620,7 +626,7 @@ class Retention:
                 report["no_longer_due"].append(record_id)
                 continue
             try:
-                _evidence, meta = destroy_record(
+                outcome = destroy_record(
                     scope, record_id, reason="retention",
                     approved_by=appraisal.approved_by or "standing-instruction",
                     instruction_id=appraisal.approval_instruction_id,
@@ -633,12 +639,11 @@ class Retention:
             except NotFoundError:
                 report["already_destroyed"].append(record_id)
                 continue
-            if meta is None:
+            if not outcome.destroyed_now:
                 report["already_destroyed"].append(record_id)
                 continue
             report["destroyed"].append(record_id)
-            if shred_subject(scope, record_id[1:27], meta.get("subject")):
-                shredded += 1
+            shredded += outcome.subject_shredded
         return DestructionReport(
             appraisal_id=appraisal.appraisal_id, shard=shard, shards=shards,
             subjects_shredded=shredded, **{k: tuple(v) for k, v in report.items()},

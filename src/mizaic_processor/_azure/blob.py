@@ -217,6 +217,16 @@ class Container:
         except AzureError as exc:
             raise translate(exc, "container") from exc
 
+    def exists_blob(self, name: str, *, what: str = "object") -> bool:
+        """Whether a blob exists.
+
+        :raises StorageError: on failure.
+        """
+        try:
+            return bool(self._client.get_blob_client(name).exists())
+        except AzureError as exc:
+            raise translate(exc, what) from exc
+
     def put(
         self,
         name: str,
