@@ -41,14 +41,6 @@ from mizaic_processor.models import (
     SubjectId,
 )
 from mizaic_processor.processor import ControllerScope, Processor
-from mizaic_processor.retention import (
-    Appraisal,
-    AppraisalItem,
-    DestructionReport,
-    Retention,
-    RetentionInstruction,
-    RetentionRule,
-)
 from mizaic_processor.requests import (
     BreachNotice,
     BreachRef,
@@ -57,6 +49,7 @@ from mizaic_processor.requests import (
     ControllerRequests,
     DeliveryInfo,
     DeliveryReport,
+    Fulfilment,
     QueueRoute,
     Receipt,
     RequestDesk,
@@ -69,6 +62,14 @@ from mizaic_processor.requests import (
     WaitingFor,
     WebhookRoute,
     verify_webhook,
+)
+from mizaic_processor.retention import (
+    Appraisal,
+    AppraisalItem,
+    DestructionReport,
+    Retention,
+    RetentionInstruction,
+    RetentionRule,
 )
 from mizaic_processor.settings import Settings
 
@@ -102,6 +103,7 @@ __all__ = [
     "DestructionReport",
     "ErasureReport",
     "ExportSummary",
+    "Fulfilment",
     "Hold",
     "HoldError",
     "HospitalNumber",

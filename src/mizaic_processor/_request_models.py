@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -19,12 +19,16 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from mizaic_processor._core.deadlines import ClockHistory, WaitingFor
+from mizaic_processor._subject_ops import ErasureReport, ExportSummary
 from mizaic_processor._webhook import check_webhook_url
+from mizaic_processor.errors import InvalidInputError
+from mizaic_processor.models import RecordRef, describe_validation_error
 
 __all__ = [
     "BreachNotice",
@@ -33,6 +37,7 @@ __all__ = [
     "ContactDetails",
     "DeliveryInfo",
     "DeliveryReport",
+    "Fulfilment",
     "HistoryEntry",
     "QueueRoute",
     "Receipt",
@@ -50,6 +55,16 @@ _QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    def __init__(self, **data: Any) -> None:
+        """Validate; bad input raises :class:`InvalidInputError`, naming fields only.
+
+        :raises InvalidInputError: if the values do not validate.
+        """
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(exc)) from None
 
 
 Line200 = Annotated[
@@ -276,12 +291,25 @@ class RequestDetails(RequestSummary):
     history: tuple[HistoryEntry, ...]
     clock: ClockHistory | None = Field(repr=False)
     instruction_id: str | None = None
+    hold_id: str | None = None
     instruction_note: str | None = Field(default=None, repr=False)
     outcome_note: str | None = Field(default=None, repr=False)
     refusal_reason: str | None = Field(default=None, repr=False)
 
     def __str__(self) -> str:
         return self.__repr__()
+
+
+class Fulfilment(_Frozen):
+    """What an instruction on a request did: the request's new state, the instruction id
+    cited (recorded in the controller's ledger for actions on data), and the outcome."""
+
+    request: RequestSummary
+    instruction_id: str
+    export: ExportSummary | None = None
+    erasure: ErasureReport | None = None
+    record: RecordRef | None = None
+    restricted: bool | None = None
 
 
 class DeliveryInfo(_Frozen):

@@ -60,6 +60,7 @@ class _Public(_Stored):
     status: RequestStatus
     history: tuple[HistoryEntry, ...]
     instruction_id: str | None = None
+    hold_id: str | None = None
 
 
 class _Secret(_Stored):
@@ -194,6 +195,7 @@ def details(state: RequestState, as_of: dt.date) -> RequestDetails:
         history=state.public.history,
         clock=secret.clock,
         instruction_id=state.public.instruction_id,
+        hold_id=state.public.hold_id,
         instruction_note=secret.instruction_note,
         outcome_note=secret.outcome_note,
         refusal_reason=secret.refusal_reason,

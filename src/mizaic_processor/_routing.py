@@ -20,6 +20,7 @@ Attempts back off exponentially (30 s doubling to 1 h) and never give up.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -178,7 +179,8 @@ def pending(docs: ControllerDocs, controller_id: str) -> list[DeliveryInfo]:
 
 
 def _backoff(attempts: int) -> dt.timedelta:
-    return min(BACKOFF_BASE * (2 ** min(attempts - 1, 20)), BACKOFF_MAX)
+    delay: dt.timedelta = BACKOFF_BASE * (2 ** min(attempts - 1, 20))
+    return min(delay, BACKOFF_MAX)
 
 
 Audited = Callable[[str, str, Callable[[], None]], None]
@@ -238,10 +240,8 @@ class Deliverer:
             self._send(note, now)
         except _Failed as exc:
             failed = {**claim, "claimed_until": None, "last_error": exc.code}
-            try:
+            with contextlib.suppress(MizaicError):  # else the claim expires on its own
                 self.docs.replace(name, failed, None, etag=etag, what="delivery")
-            except MizaicError:
-                pass  # the claim expires on its own
             return "failed"
         self._mark(delivery, note, attempts, now)
         self._finish(name, note)
@@ -288,10 +288,8 @@ class Deliverer:
     def _mark(self, delivery: str, note: dict[str, Any], attempts: int, now: dt.datetime) -> None:
         public = {"delivery_id": delivery, "event": note["type"], "attempts": attempts,
                   "delivered_at": now.isoformat()}
-        try:
+        with contextlib.suppress(ConflictError):
             self.docs.create(DELIVERED_PREFIX + delivery, public, what="delivery")
-        except ConflictError:
-            pass
 
     def _finish(self, name: str, note: dict[str, Any]) -> None:
         self.on_delivered(note)

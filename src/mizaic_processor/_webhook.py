@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import urllib.error
 import urllib.parse
@@ -208,11 +209,14 @@ def post(
         raise WebhookFailed(f"http-{exc.code}") from None
     except TimeoutError:
         raise WebhookFailed("timeout") from None
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         raise WebhookFailed("unreachable") from None
-    with response:
-        status = int(response.status)
-        response.read(_MAX_RESPONSE)
+    try:
+        with response:
+            status = int(response.status)
+            response.read(_MAX_RESPONSE)
+    except (http.client.HTTPException, OSError, ValueError):
+        raise WebhookFailed("unreachable") from None
     if not 200 <= status < 300:
         raise WebhookFailed(f"http-{status}")
     return status

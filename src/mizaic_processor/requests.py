@@ -19,16 +19,25 @@ scope with :meth:`ControllerRequests.get`. Nothing else returns them.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
 from mizaic_processor import _breach
 from mizaic_processor._audit_writer import AuditWriter
 from mizaic_processor._azure.queue import QueueService, queue_endpoint
+from mizaic_processor._controller_requests import (
+    ControllerRequests,
+    auto_hold,
+    checked_route,
+    day_of,
+    docs_of,
+    subject_in,
+    validated,
+)
 from mizaic_processor._core import ids
 from mizaic_processor._core.deadlines import WaitingFor, uk_day
 from mizaic_processor._docs import ControllerDocs
@@ -40,13 +49,13 @@ from mizaic_processor._request_models import (
     ContactDetails,
     DeliveryInfo,
     DeliveryReport,
+    Fulfilment,
     QueueRoute,
     Receipt,
     RequestDetails,
     RequestKind,
     RequestStatus,
     RequestSummary,
-    Route,
     RouteInfo,
     TriagedRequest,
     WebhookRoute,
@@ -57,19 +66,15 @@ from mizaic_processor._request_store import (
     TRIAGE_PREFIX,
     RequestBook,
     RequestState,
-    details,
     new_request,
-    status_for_clock,
     summarise,
 )
 from mizaic_processor._routing import (
     Deliverer,
     delivery_id,
     enqueue,
-    load_route,
     notification,
     pending,
-    store_route,
 )
 from mizaic_processor._webhook import verify_webhook
 from mizaic_processor.errors import (
@@ -80,7 +85,7 @@ from mizaic_processor.errors import (
     MizaicError,
     NotFoundError,
 )
-from mizaic_processor.models import Actor, Role, describe_validation_error
+from mizaic_processor.models import Actor, Role
 
 if TYPE_CHECKING:
     from mizaic_processor.processor import ControllerScope, Processor
@@ -93,6 +98,7 @@ __all__ = [
     "ControllerRequests",
     "DeliveryInfo",
     "DeliveryReport",
+    "Fulfilment",
     "QueueRoute",
     "Receipt",
     "RequestDesk",
@@ -107,6 +113,8 @@ __all__ = [
     "verify_webhook",
 ]
 
+logger = logging.getLogger("mizaic_processor.requests")
+
 DELIVERY_ACTOR = "mizaic-delivery"
 """The actor id recorded for deliveries and reminders the library makes on its own."""
 
@@ -114,30 +122,8 @@ TRIAGE_ID = "triage"
 TRIAGE_KEK = "mizaic--triage"  # a double hyphen: never the KEK name of a controller
 _TRIAGE_WRITER = "~triage"  # never a controller id
 _FUTURE_SKEW = dt.timedelta(minutes=10)
-_ADMIN = frozenset({Role.CONTROLLER_ADMIN})
-_NO_DATA_ACTION = frozenset({RequestKind.OBJECTION, RequestKind.COMPLAINT})
-_ROUTE: TypeAdapter[QueueRoute | WebhookRoute] = TypeAdapter(Route)
-
-_M = TypeVar("_M", bound=BaseModel)
+_HELD_KINDS = frozenset({RequestKind.ACCESS, RequestKind.PORTABILITY})
 _T = TypeVar("_T")
-
-
-def _validated(model: type[_M], values: dict[str, Any]) -> _M:
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc)) from None
-
-
-def _route(route: object) -> QueueRoute | WebhookRoute:
-    if isinstance(route, QueueRoute | WebhookRoute):
-        return route
-    if not isinstance(route, Mapping):
-        raise InvalidInputError("route must be a QueueRoute or a WebhookRoute")
-    try:
-        return _ROUTE.validate_python(dict(route))
-    except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc)) from None
 
 
 def _operator(actor: object, what: str) -> Actor:
@@ -146,16 +132,6 @@ def _operator(actor: object, what: str) -> Actor:
     if actor.role is not Role.PROCESSOR_OPERATOR:
         raise AccessDeniedError(f"only a processor_operator may {what}")
     return actor
-
-
-def _text(value: object, what: str, limit: int) -> str:
-    if not isinstance(value, str) or not 0 < len(value.strip()) <= limit:
-        raise InvalidInputError(f"{what} must be 1 to {limit} characters")
-    return value.strip()
-
-
-def _docs_of(scope: ControllerScope) -> ControllerDocs:
-    return ControllerDocs(scope._container, scope.controller_id, scope._keys.data_key)
 
 
 def _queues_of(processor: Processor) -> Callable[[], QueueService]:
@@ -246,14 +222,12 @@ class RequestDesk:
         except BaseException:
             failure = _event(actor, op, action, entity, "HSYSADMIN", outcome="failure",
                              ref=event["id"], at=self._now())
-            try:
+            with contextlib.suppress(MizaicError):
                 writer.submit(failure).wait()
-            except MizaicError:
-                pass
             raise
 
     def _deliverer(self, scope: ControllerScope) -> Deliverer:
-        docs = _docs_of(scope)
+        docs = docs_of(scope)
         book = RequestBook(docs)
         actor = scope.actor.id
 
@@ -332,7 +306,7 @@ class RequestDesk:
         :raises StorageError: if the request cannot be stored.
         """
         actor = _operator(actor, "receive subject requests")
-        data = _validated(_Intake, {
+        data = validated(_Intake, {
             "kind": kind, "controller": controller, "subject": subject, "contact": contact,
             "received_at": received_at, "channel": channel, "text": text,
         })
@@ -360,19 +334,38 @@ class RequestDesk:
 
     def _store_and_forward(self, cid: str, state: RequestState, actor: Actor) -> bool:
         scope = self._p.tenant(cid, actor=actor)
-        docs = _docs_of(scope)
+        docs = docs_of(scope)
         now = self._now()
         note = _request_note(state, "request.received", at=now, key="received")
 
         def run() -> None:
             enqueue(docs, note, at=now)  # first: a crash after it loses nothing
-            try:
+            with contextlib.suppress(ConflictError):  # already routed here (a re-route)
                 RequestBook(docs).create(state)
-            except ConflictError:
-                pass  # already routed here (a repeated re-route)
 
         scope._audited("request.receive", "C", f"request:{state.request_id}", run, write=True)
+        self._hold_at_intake(scope, state)
         return self._attempt(scope, note["delivery_id"])
+
+    @staticmethod
+    def _hold_at_intake(scope: ControllerScope, state: RequestState) -> None:
+        """An open access request holds the subject's data from the moment it is stored,
+        when the identifier given is plainly an NHS number the controller holds."""
+        subject = subject_in(state.secret.subject) if state.kind in _HELD_KINDS else None
+        skid = None if subject is None else scope._keys.find_subject(subject)
+        if skid is None:
+            return
+        try:
+            hold = auto_hold(scope, skid, state.request_id)
+            RequestBook(docs_of(scope)).update(state.request_id, lambda s: s.step(
+                "hold_placed", s.status, at=scope._clock(), actor=scope.actor.id,
+                public={"hold_id": hold.hold_id},
+            ) if s.public.hold_id is None else None)
+        except MizaicError:
+            # The request is stored: failing now would make the caller store it twice.
+            # Its history shows no hold; acknowledging or instructing it places one.
+            logger.warning("automatic hold not placed at intake for request %s",
+                           state.request_id)
 
     # -- triage --------------------------------------------------------------------------
 
@@ -421,7 +414,7 @@ class RequestDesk:
             state, _ = triage.load(request_id)
         except NotFoundError:
             scope = self._p.tenant(cid, actor=actor)
-            routed, _ = RequestBook(_docs_of(scope)).load(request_id)  # already moved?
+            routed, _ = RequestBook(docs_of(scope)).load(request_id)  # already moved?
             return self._receipt(routed, delivered=False)
         now = self._now()
         moved = state.step("routed", RequestStatus.RECEIVED, at=now, actor=actor.id,
@@ -460,7 +453,7 @@ class RequestDesk:
         :raises StorageError: if storage fails.
         """
         actor = _operator(actor, "set routes")
-        checked = _route(route)
+        checked = checked_route(route)
         if not isinstance(create_queue, bool):
             raise InvalidInputError("create_queue must be a bool")
         scope = self._p.tenant(controller_id, actor=actor)
@@ -484,9 +477,14 @@ class RequestDesk:
         actor = self._system(actor)
         counts = {"delivered": 0, "failed": 0, "waiting": 0, "gone": 0}
         for controller in self._p.list_controllers():
-            scope = self._p.tenant(controller.controller_id, actor=actor)
-            deliverer = self._deliverer(scope)
-            for info in pending(deliverer.docs, controller.controller_id):
+            try:  # one controller's failure (its keys, its container) never stops the rest
+                scope = self._p.tenant(controller.controller_id, actor=actor)
+                deliverer = self._deliverer(scope)
+                waiting = pending(deliverer.docs, controller.controller_id)
+            except MizaicError:
+                counts["failed"] += 1
+                continue
+            for info in waiting:
                 try:
                     outcome = deliverer.attempt(info.delivery_id)
                 except MizaicError:
@@ -504,7 +502,7 @@ class RequestDesk:
         _operator(actor, "list deliveries")
         for controller in self._p.list_controllers():
             scope = self._p.tenant(controller.controller_id, actor=actor)
-            yield from pending(_docs_of(scope), controller.controller_id)
+            yield from pending(docs_of(scope), controller.controller_id)
 
     def send_reminders(
         self, as_of: dt.date | None = None, *, within_days: int = 7, actor: Actor | None = None
@@ -522,13 +520,13 @@ class RequestDesk:
         :raises StorageError: if storage fails.
         """
         actor = self._system(actor)
-        day = _day(as_of, self._now())
+        day = day_of(as_of, self._now())
         if not isinstance(within_days, int) or not 0 <= within_days <= 366:
             raise InvalidInputError("within_days must be 0..366")
         queued = 0
         for controller in self._p.list_controllers():
             scope = self._p.tenant(controller.controller_id, actor=actor)
-            docs = _docs_of(scope)
+            docs = docs_of(scope)
             book = RequestBook(docs)
             for request_id in book.ids():
                 state, _ = book.load(request_id)
@@ -536,15 +534,26 @@ class RequestDesk:
                 remaining = summary.days_remaining
                 if remaining is None or remaining > within_days:
                     continue
-                note = _request_note(state, "request.reminder", at=self._now(),
-                                     key=f"reminder/{day.isoformat()}")
-                note["overdue"] = summary.overdue
-                if scope._audited("request.remind", "E", f"request:{request_id}",
-                                  lambda note=note: enqueue(docs, note, at=self._now()),
-                                  write=True):
+                if self._remind(scope, docs, state, day, overdue=summary.overdue):
                     queued += 1
-                    self._attempt(scope, note["delivery_id"])
         return queued
+
+    def _remind(
+        self, scope: ControllerScope, docs: ControllerDocs, state: RequestState, day: dt.date,
+        *, overdue: bool,
+    ) -> bool:
+        at = self._now()
+        note = _request_note(state, "request.reminder", at=at, key=f"reminder/{day.isoformat()}")
+        note["overdue"] = overdue
+
+        def run() -> bool:
+            return enqueue(docs, note, at=at)
+
+        if not scope._audited("request.remind", "E", f"request:{state.request_id}", run,
+                              write=True):
+            return False
+        self._attempt(scope, note["delivery_id"])
+        return True
 
     # -- breach notices ------------------------------------------------------------------
 
@@ -576,7 +585,7 @@ class RequestDesk:
         :raises StorageError: if the notice cannot be stored.
         """
         actor = _operator(actor, "report breaches")
-        data = _validated(_BreachInput, {
+        data = validated(_BreachInput, {
             "nature": nature, "categories": _seq(categories), "subjects_approx": subjects_approx,
             "records_approx": records_approx, "consequences": consequences,
             "measures": measures, "detected_at": detected_at,
@@ -615,13 +624,13 @@ class RequestDesk:
         changes = {k: v for k, v in given.items() if v is not None}
         probe = {"nature": "x", "categories": ["x"], "subjects_approx": 0, "records_approx": 0,
                  "consequences": "x", "measures": "x", "detected_at": self._now(), **changes}
-        _validated(_BreachInput, probe)  # refuse bad input before any I/O
+        validated(_BreachInput, probe)  # refuse bad input before any I/O
         scope = self._p.tenant(controller_id, actor=actor)
-        docs = _docs_of(scope)
+        docs = docs_of(scope)
         for _ in range(5):
             latest = _breach.load(docs, breach_id)
             merged = latest.model_dump(include=set(_BreachInput.model_fields)) | changes
-            data = _validated(_BreachInput, merged)
+            data = validated(_BreachInput, merged)
             try:
                 return self._store_breach(scope.controller_id, breach_id, latest.version + 1,
                                           data, actor)
@@ -634,7 +643,7 @@ class RequestDesk:
         actor: Actor,
     ) -> BreachRef:
         scope = self._p.tenant(controller_id, actor=actor)
-        docs = _docs_of(scope)
+        docs = docs_of(scope)
         cid = scope.controller_id
         now = self._now()
         event = "breach.reported" if version == 1 else "breach.updated"
@@ -658,421 +667,4 @@ def _seq(values: object) -> object:
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise InvalidInputError("categories must be a sequence of category codes")
     return builtins.list(values)
-
-
-def _day(value: object, now: dt.datetime) -> dt.date:
-    if value is None:
-        return uk_day(now)
-    if isinstance(value, dt.datetime):
-        return uk_day(value)
-    if isinstance(value, dt.date):
-        return value
-    raise InvalidInputError("expected a date")
-
-
-class ControllerRequests:
-    """One controller's subject requests. Obtain it as ``scope.requests``.
-
-    Everything here is for the controller's ``controller_admin``: any other role is
-    refused, and a scope only ever sees its own controller's requests.
-    """
-
-    def __init__(self, scope: ControllerScope) -> None:
-        self._scope = scope
-        self._docs = _docs_of(scope)
-        self._book = RequestBook(self._docs)
-
-    def __repr__(self) -> str:
-        return f"ControllerRequests(controller={self._scope.controller_id!r})"
-
-    def _admin(self, what: str) -> None:
-        self._scope._require(_ADMIN, what)
-
-    def _today(self) -> dt.date:
-        return uk_day(self._scope._clock())
-
-    def _on(self, on: object) -> dt.date:
-        day = _day(on, self._scope._clock())
-        if day > self._today():
-            raise InvalidInputError("the day must not be in the future")
-        return day
-
-    def _change(
-        self, op: str, request_id: str, change: Callable[[RequestState], RequestState | None],
-        *, policy: str | None = None,
-    ) -> RequestSummary:
-        state = self._scope._audited(
-            op, "U", f"request:{request_id}", lambda: self._book.update(request_id, change),
-            write=True, policy=policy,
-        )
-        return summarise(state, self._today())
-
-    def _step(self, state: RequestState, event: str, status: RequestStatus,
-              **parts: Any) -> RequestState:
-        return state.step(event, status, at=self._scope._clock(), actor=self._scope.actor.id,
-                          **parts)
-
-    # -- reading -------------------------------------------------------------------------
-
-    def list(
-        self,
-        *,
-        status: RequestStatus | str | None = None,
-        open_only: bool = False,
-        due_within_days: int | None = None,
-        overdue: bool = False,
-        as_of: dt.date | None = None,
-    ) -> Iterator[RequestSummary]:
-        """This controller's requests (summaries without personal data), in id order.
-
-        :param status: only requests in this status.
-        :param open_only: only requests not completed or refused.
-        :param due_within_days: only open requests due within this many days (not overdue);
-            with ``overdue`` as well, those that are due soon *or* overdue.
-        :param overdue: only open requests past their due date.
-        :param as_of: the day to evaluate (today in the UK by default).
-        :raises InvalidInputError: if a filter is malformed.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises IntegrityError: if a stored request fails verification.
-        """
-        self._admin("list subject requests")
-        wanted = None
-        if status is not None:
-            try:
-                wanted = RequestStatus(status)
-            except ValueError:
-                raise InvalidInputError("unknown request status") from None
-        if due_within_days is not None and (
-            not isinstance(due_within_days, int) or not 0 <= due_within_days <= 366
-        ):
-            raise InvalidInputError("due_within_days must be 0..366")
-        day = _day(as_of, self._scope._clock())
-
-        def keep(summary: RequestSummary) -> bool:
-            if wanted is not None and summary.status is not wanted:
-                return False
-            if open_only and not summary.status.is_open:
-                return False
-            if due_within_days is None and not overdue:
-                return True
-            remaining = summary.days_remaining
-            soon = due_within_days is not None and remaining is not None and (
-                0 <= remaining <= due_within_days
-            )
-            return soon or (overdue and summary.overdue)
-
-        def run() -> builtins.list[RequestSummary]:
-            found = []
-            for request_id in self._book.ids():
-                try:
-                    state, _ = self._book.load(request_id)
-                except NotFoundError:
-                    continue
-                summary = summarise(state, day)
-                if keep(summary):
-                    found.append(summary)
-            return found
-
-        entity = f"controller:{self._scope.controller_id}"
-        return iter(self._scope._audited("request.list", "R", entity, run, write=False))
-
-    def get(self, request_id: str) -> RequestDetails:
-        """Everything about one request, personal data included (the subject identifier
-        as given, contact details, text), for this controller's ``controller_admin``.
-
-        :raises InvalidInputError: if the id is malformed.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises IntegrityError: if it fails verification.
-        """
-        self._admin("read subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        state, _ = self._scope._audited(
-            "request.read", "R", f"request:{request_id}",
-            lambda: self._book.load(request_id), write=False,
-        )
-        return details(state, self._today())
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def acknowledge(self, request_id: str) -> RequestSummary:
-        """Acknowledge a received or forwarded request (idempotent once acknowledged).
-
-        :raises InvalidInputError: if the id is malformed.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: if the request is already closed.
-        """
-        self._admin("acknowledge subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-
-        def change(state: RequestState) -> RequestState | None:
-            if state.status in (RequestStatus.RECEIVED, RequestStatus.FORWARDED):
-                return self._step(state, "acknowledged", RequestStatus.ACKNOWLEDGED)
-            if state.status.is_open:
-                return None
-            raise ConflictError(f"request {request_id} is {state.status.value}")
-
-        return self._change("request.acknowledge", request_id, change)
-
-    def pause(
-        self, request_id: str, waiting_for: WaitingFor | str, *, on: dt.date | None = None
-    ) -> RequestSummary:
-        """Stop the clock: the controller asked for identity evidence, a fee or clarification.
-
-        Identity or a fee restarts the clock afresh when it arrives; clarification pauses
-        it and moves the due date by the days paused.
-
-        :param on: the day it was asked for (today by default; not in the future).
-        :raises InvalidInputError: if an argument is malformed, or the clock cannot be
-            stopped then (:class:`~mizaic_processor.errors.ClockError`).
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: unless the request is acknowledged (or already waiting), or
-            if it is a complaint (which has no request clock).
-        """
-        self._admin("pause subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        what = _waiting(waiting_for)
-        day = self._on(on)
-
-        def change(state: RequestState) -> RequestState:
-            clock = self._clock_of(state, "pause")
-            if state.status is not RequestStatus.ACKNOWLEDGED and state.status not in (
-                RequestStatus.AWAITING_IDENTITY, RequestStatus.AWAITING_FEE,
-                RequestStatus.AWAITING_CLARIFICATION,
-            ):
-                raise ConflictError(
-                    f"request {request_id} is {state.status.value}; acknowledge it first"
-                )
-            new_clock = clock.request_information(what, on=day)
-            status = status_for_clock(new_clock, RequestStatus.ACKNOWLEDGED)
-            return self._step(state, f"paused:{what.value}", status,
-                              secret={"clock": new_clock})
-
-        return self._change("request.pause", request_id, change)
-
-    def resume(
-        self, request_id: str, received: WaitingFor | str | None = None, *,
-        on: dt.date | None = None,
-    ) -> RequestSummary:
-        """Restart the clock: what was asked for arrived.
-
-        :param received: what arrived; may be omitted when only one thing is awaited.
-        :param on: the day it arrived (today by default; not in the future).
-        :raises InvalidInputError: if an argument is malformed, or it was not awaited.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: if the request is a complaint or closed.
-        """
-        self._admin("resume subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        what = None if received is None else _waiting(received)
-        day = self._on(on)
-
-        def change(state: RequestState) -> RequestState:
-            clock = self._clock_of(state, "resume")
-            arrived = what
-            if arrived is None:
-                waiting = summarise(state, day).waiting_for
-                if len(waiting) != 1:
-                    raise InvalidInputError("say what arrived: identity, fee or clarification")
-                arrived = waiting[0]
-            new_clock = clock.receive_information(arrived, on=day)
-            status = status_for_clock(new_clock, RequestStatus.ACKNOWLEDGED)
-            return self._step(state, f"resumed:{arrived.value}", status,
-                              secret={"clock": new_clock})
-
-        return self._change("request.resume", request_id, change)
-
-    def extend(
-        self, request_id: str, *, months: int, reason: str, on: dt.date | None = None
-    ) -> RequestSummary:
-        """Extend the time limit by one or two further months (two in total at most).
-
-        Only before the first deadline, and with a reason (kept sealed).
-
-        :raises InvalidInputError: if an argument is malformed, or the extension is not
-            allowed (:class:`~mizaic_processor.errors.ClockError`).
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: if the request is a complaint or closed.
-        """
-        self._admin("extend subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        if not isinstance(months, int) or isinstance(months, bool) or months not in (1, 2):
-            raise InvalidInputError("months must be 1 or 2")
-        reason = _text(reason, "reason", 1000)
-        day = self._on(on)
-
-        def change(state: RequestState) -> RequestState:
-            clock = self._clock_of(state, "extend")
-            new_clock = clock.extend(on=day, months=months, reason=reason)
-            return self._step(state, "extended", state.status, secret={"clock": new_clock})
-
-        return self._change("request.extend", request_id, change)
-
-    def instruct(self, request_id: str, *, note: str) -> RequestSummary:
-        """Record the controller's instruction on an objection or a complaint.
-
-        These need no action on data: the instruction (its note kept sealed) is recorded
-        under a new instruction id, and the request becomes ``instructed``. Access,
-        portability, rectification, erasure and restriction requests cannot be instructed
-        through this version (their data operations are not available yet).
-
-        :raises InvalidInputError: if an argument is malformed, or the request is of a
-            kind this version cannot fulfil.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: unless the request is acknowledged (clock running).
-        """
-        self._admin("instruct on subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        note = _text(note, "note", 5000)
-        instruction_id = ids.new_opaque_id("i")
-
-        def change(state: RequestState) -> RequestState:
-            if state.kind not in _NO_DATA_ACTION:
-                raise InvalidInputError(
-                    f"{state.kind.value} requests cannot be instructed through this version"
-                )
-            if state.status is not RequestStatus.ACKNOWLEDGED:
-                raise ConflictError(
-                    f"request {request_id} is {state.status.value}; it must be acknowledged"
-                )
-            return self._step(state, "instructed", RequestStatus.INSTRUCTED,
-                              public={"instruction_id": instruction_id},
-                              secret={"instruction_note": note})
-
-        return self._change("request.instruct", request_id, change, policy=instruction_id)
-
-    def complete(self, request_id: str, *, note: str | None = None) -> RequestSummary:
-        """Close a request as completed (an objection or complaint may close once
-        acknowledged; other kinds once instructed).
-
-        :raises InvalidInputError: if an argument is malformed.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: if the request is not ready to complete.
-        """
-        self._admin("complete subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        checked = None if note is None else _text(note, "note", 5000)
-
-        def change(state: RequestState) -> RequestState:
-            ready = state.status is RequestStatus.INSTRUCTED or (
-                state.kind in _NO_DATA_ACTION and state.status is RequestStatus.ACKNOWLEDGED
-            )
-            if not ready:
-                raise ConflictError(
-                    f"request {request_id} is {state.status.value}; it cannot complete yet"
-                )
-            return self._step(state, "completed", RequestStatus.COMPLETED,
-                              secret={"outcome_note": checked})
-
-        return self._change("request.complete", request_id, change)
-
-    def refuse(self, request_id: str, *, reason: str) -> RequestSummary:
-        """Close an open request as refused, with the controller's reason (kept sealed).
-
-        :raises InvalidInputError: if an argument is malformed.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if this controller has no such request.
-        :raises ConflictError: if the request is already closed.
-        """
-        self._admin("refuse subject requests")
-        request_id = ids.opaque_id(request_id, "request id")
-        reason = _text(reason, "reason", 5000)
-
-        def change(state: RequestState) -> RequestState:
-            if not state.status.is_open:
-                raise ConflictError(f"request {request_id} is {state.status.value}")
-            return self._step(state, "refused", RequestStatus.REFUSED,
-                              secret={"refusal_reason": reason})
-
-        return self._change("request.refuse", request_id, change)
-
-    @staticmethod
-    def _clock_of(state: RequestState, what: str) -> Any:
-        if state.secret.clock is None:
-            raise ConflictError(f"a complaint has no request clock to {what}")
-        if not state.status.is_open:
-            raise ConflictError(f"request {state.request_id} is {state.status.value}")
-        return state.secret.clock
-
-    # -- route ---------------------------------------------------------------------------
-
-    def set_route(self, route: QueueRoute | WebhookRoute) -> RouteInfo:
-        """Set where this controller's notifications go (replacing any earlier route).
-
-        Allowed to this controller's ``controller_admin`` and to a ``processor_operator``.
-        A queue route names a queue of the processor's storage account, which must exist
-        (``processor.requests.set_route(..., create_queue=True)`` creates it).
-
-        :raises InvalidInputError: if the route is malformed.
-        :raises AccessDeniedError: for any other role.
-        :raises StorageError: if storage fails.
-        """
-        self._scope._require(frozenset({Role.CONTROLLER_ADMIN, Role.PROCESSOR_OPERATOR}),
-                             "set routes")
-        checked = _route(route)
-        scope = self._scope
-
-        def run() -> RouteInfo:
-            return store_route(self._docs, scope.controller_id, checked,
-                               actor=scope.actor.id, at=scope._clock())
-
-        entity = f"controller:{scope.controller_id}"
-        return scope._audited("route.set", "U", entity, run, write=True)
-
-    def get_route(self) -> RouteInfo:
-        """This controller's route (never the webhook secret).
-
-        :raises AccessDeniedError: unless the actor is a ``controller_admin`` or a
-            ``processor_operator``.
-        :raises NotFoundError: if no route is set.
-        """
-        self._scope._require(frozenset({Role.CONTROLLER_ADMIN, Role.PROCESSOR_OPERATOR}),
-                             "read routes")
-        return load_route(self._docs, self._scope.controller_id)[0]
-
-    # -- breach notices ------------------------------------------------------------------
-
-    def list_breaches(self) -> Iterator[BreachNotice]:
-        """The latest version of every breach notice reported to this controller.
-
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises IntegrityError: if a stored notice fails verification.
-        """
-        self._admin("read breach notices")
-
-        def run() -> builtins.list[BreachNotice]:
-            return [_breach.load(self._docs, b) for b in _breach.breach_ids(self._docs)]
-
-        entity = f"controller:{self._scope.controller_id}"
-        return iter(self._scope._audited("breach.list", "R", entity, run, write=False))
-
-    def get_breach(self, breach_id: str, *, version: int | None = None) -> BreachNotice:
-        """One breach notice: the latest version, or ``version``.
-
-        :raises InvalidInputError: if the id or version is malformed.
-        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
-        :raises NotFoundError: if there is no such notice or version.
-        :raises IntegrityError: if it fails verification.
-        """
-        self._admin("read breach notices")
-        breach_id = ids.opaque_id(breach_id, "breach id")
-        if version is not None and (not isinstance(version, int) or not 0 < version < 10**6):
-            raise InvalidInputError("invalid version")
-        return self._scope._audited(
-            "breach.read", "R", f"breach:{breach_id}",
-            lambda: _breach.load(self._docs, breach_id, version), write=False,
-        )
-
-
-def _waiting(value: object) -> WaitingFor:
-    try:
-        return WaitingFor(value)
-    except ValueError:
-        raise InvalidInputError("waiting_for must be identity, fee or clarification") from None
 

@@ -54,7 +54,7 @@ class QueueService:
     def _options(retry_total: int, retry_backoff: float, timeout: float) -> dict[str, Any]:
         return {
             "retry_policy": ExponentialRetry(
-                initial_backoff=retry_backoff, increment_base=2, retry_total=retry_total,
+                initial_backoff=retry_backoff,  # type: ignore[arg-type]  # float works increment_base=2, retry_total=retry_total,
                 random_jitter_range=1,
             ),
             "connection_timeout": timeout,

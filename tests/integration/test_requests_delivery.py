@@ -1,0 +1,263 @@
+"""Forwarding subject requests to the controller, against real Azurite and a real local
+HTTP receiver: exactly once per delivery id, whatever fails first, and signed."""
+
+# The fixtures come from requests_support by import; using them as arguments re-binds
+# their names, which is what pytest expects.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from azure.storage.queue import QueueServiceClient
+from requests_support import (  # noqa: F401 - fixtures
+    ADMIN,
+    OPERATOR,
+    SECRET,
+    SERVICE,
+    Clock,
+    Receiver,
+    assert_no_personal_data,
+    azurite,
+    blobs,
+    clock,
+    keyring,
+    new_controller,
+    proc,
+    queues,
+    receiver,
+    request_args,
+)
+
+from mizaic_processor import (
+    AccessDeniedError,
+    IntegrityError,
+    InvalidInputError,
+    LocalKeyring,
+    Processor,
+    QueueRoute,
+    RequestStatus,
+    WebhookRoute,
+    verify_webhook,
+)
+from mizaic_processor.testing import AzuriteServer
+
+
+def pump(processor: Processor, clock: Clock, times: int = 1) -> None:
+    for _ in range(times):
+        clock.advance(hours=1)  # past any back-off
+        processor.requests.deliver_pending()
+
+
+def test_a_request_reaches_the_webhook_exactly_once_although_two_attempts_fail(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    cid = new_controller(proc)
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    receiver.fail_first = 2
+
+    receipt = proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    assert not receipt.delivered and not receipt.triaged
+    assert [p.status for p in receiver.posts] == [500]
+    pending = list(proc.requests.list_pending_deliveries(actor=OPERATOR))
+    assert [(d.event, d.attempts, d.last_error) for d in pending] == [
+        ("request.received", 1, "http-500")
+    ]
+
+    pump(proc, clock, times=4)
+
+    assert [p.status for p in receiver.posts] == [500, 500, 204]
+    assert len(receiver.accepted) == 1
+    assert len({p.headers["X-Mizaic-Delivery"] for p in receiver.posts}) == 1
+    assert list(proc.requests.list_pending_deliveries(actor=OPERATOR)) == []
+    note = json.loads(receiver.accepted[0].body)
+    assert note["type"] == "request.received"
+    assert note["request_id"] == receipt.request_id
+    assert note["delivery_id"] == receiver.accepted[0].headers["X-Mizaic-Delivery"]
+    assert note["due_on"] == "2026-04-02"
+    for post in receiver.posts:
+        assert_no_personal_data(post.body)
+        assert_no_personal_data(json.dumps(post.headers))
+    admin = proc.tenant(cid, actor=ADMIN)
+    assert admin.requests.get(receipt.request_id).status is RequestStatus.FORWARDED
+
+
+def test_the_signature_verifies_and_a_tampered_body_or_old_timestamp_does_not(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    cid = new_controller(proc)
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    proc.requests.receive(**request_args(cid, clock, kind="objection"))  # type: ignore[arg-type]
+    (post,) = receiver.posts
+    sent_at = int(post.headers["X-Mizaic-Timestamp"])
+    assert sent_at == int(clock.now.timestamp())
+
+    verify_webhook(SECRET, post.body, post.headers, now=clock.now)
+    verify_webhook(SECRET, post.body, post.headers, now=sent_at + 300)
+
+    tampered = post.body.replace(b'"objection"', b'"erasure"')
+    assert tampered != post.body
+    with pytest.raises(IntegrityError):
+        verify_webhook(SECRET, tampered, post.headers, now=clock.now)
+    with pytest.raises(IntegrityError):
+        verify_webhook(SECRET, post.body, post.headers, now=sent_at + 301)
+    with pytest.raises(IntegrityError):
+        verify_webhook(SECRET, post.body, post.headers, now=sent_at - 301)
+    with pytest.raises(IntegrityError):
+        verify_webhook("another-secret-0123456789abcdef0123", post.body, post.headers,
+                       now=clock.now)
+    restamped = {**post.headers, "X-Mizaic-Timestamp": str(sent_at + 200)}
+    with pytest.raises(IntegrityError):  # the timestamp is signed too
+        verify_webhook(SECRET, post.body, restamped, now=sent_at + 200)
+
+
+def test_a_request_reaches_the_queue_exactly_once_after_the_queue_was_missing(
+    proc: Processor, clock: Clock, queues: QueueServiceClient
+) -> None:
+    cid = new_controller(proc)
+    queue = f"mizaic-{cid}"
+    proc.requests.set_route(cid, QueueRoute(queue_name=queue), actor=OPERATOR)
+
+    receipt = proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    assert not receipt.delivered  # the queue does not exist yet: a real failure
+    pump(proc, clock)
+    (pending,) = proc.requests.list_pending_deliveries(actor=OPERATOR)
+    assert (pending.attempts, pending.last_error) == (2, "queue-not-found")
+
+    queues.create_queue(queue)
+    pump(proc, clock, times=3)
+
+    client = queues.get_queue_client(queue)
+    messages = list(client.receive_messages(messages_per_page=32, visibility_timeout=60))
+    assert len(messages) == 1
+    note = json.loads(messages[0].content)
+    assert note["request_id"] == receipt.request_id
+    assert note["delivery_id"] == pending.delivery_id
+    assert_no_personal_data(messages[0].content)
+    assert proc.tenant(cid, actor=ADMIN).requests.get(
+        receipt.request_id
+    ).status is RequestStatus.FORWARDED
+
+
+def test_set_route_can_create_the_queue_and_delivery_is_immediate(
+    proc: Processor, clock: Clock, queues: QueueServiceClient
+) -> None:
+    cid = new_controller(proc)
+    proc.requests.set_route(cid, QueueRoute(queue_name=f"q-{cid}"), actor=OPERATOR,
+                            create_queue=True)
+    assert proc.requests.receive(**request_args(cid, clock)).delivered  # type: ignore[arg-type]
+    assert queues.get_queue_client(f"q-{cid}").get_queue_properties().approximate_message_count == 1
+
+
+def test_a_request_waits_for_a_route_across_a_restart_and_is_never_dropped(
+    proc: Processor, clock: Clock, receiver: Receiver, azurite: AzuriteServer,
+    keyring: LocalKeyring,
+) -> None:
+    cid = new_controller(proc)
+    receipt = proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    assert not receipt.delivered
+    pump(proc, clock, times=2)
+    proc.close()  # the process goes away; the outbox stays in storage
+
+    with Processor.from_connection_string(
+        azurite.connection_string, region="uksouth", keyring=keyring, retry_total=1,
+        clock=clock,
+    ) as restarted:
+        (pending,) = [d for d in restarted.requests.list_pending_deliveries(actor=OPERATOR)
+                      if d.controller_id == cid]
+        assert (pending.attempts, pending.last_error) == (3, "no-route")
+        restarted.tenant(cid, actor=ADMIN).requests.set_route(
+            WebhookRoute(url=receiver.url, secret=SECRET)
+        )
+        pump(restarted, clock, times=2)
+    assert len(receiver.accepted) == 1
+    assert json.loads(receiver.accepted[0].body)["request_id"] == receipt.request_id
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    cid = new_controller(proc)
+    receiver.redirect_to = "http://127.0.0.1:9/elsewhere"
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    assert not proc.requests.receive(**request_args(cid, clock)).delivered  # type: ignore[arg-type]
+    (pending,) = proc.requests.list_pending_deliveries(actor=OPERATOR)
+    assert pending.last_error == "http-302"
+    assert len(receiver.posts) == 1
+
+
+def test_a_second_pump_inside_the_back_off_sends_nothing(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    cid = new_controller(proc)
+    receiver.fail_first = 1
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    clock.advance(seconds=10)
+    assert proc.requests.deliver_pending().waiting >= 1
+    assert len(receiver.posts) == 1
+    clock.advance(seconds=30)
+    assert proc.requests.deliver_pending().delivered == 1
+    assert [p.status for p in receiver.posts] == [500, 204]
+
+
+def test_routes_refuse_plain_http_to_other_hosts_and_other_roles(
+    proc: Processor, receiver: Receiver
+) -> None:
+    cid = new_controller(proc)
+    for url in ("http://example.org/hook", "ftp://example.org/hook",
+                "https://user:pw@example.org/hook", "https://example.org/h#x"):
+        with pytest.raises(InvalidInputError, match="url"):
+            WebhookRoute(url=url, secret=SECRET)
+        with pytest.raises(InvalidInputError):
+            proc.requests.set_route(cid, {"kind": "webhook", "url": url, "secret": SECRET},
+                                    actor=OPERATOR)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError) as caught:
+        WebhookRoute(url="https://example.org/hook", secret="short-secret")
+    assert "short-secret" not in str(caught.value)
+    with pytest.raises(InvalidInputError):
+        QueueRoute(queue_name="Not_A_Queue")
+    assert "whsec" not in repr(WebhookRoute(url="https://example.org/h", secret=SECRET))
+    with pytest.raises(AccessDeniedError):
+        proc.requests.set_route(cid, QueueRoute(queue_name="abc"), actor=ADMIN)
+    with pytest.raises(AccessDeniedError):
+        proc.tenant(cid, actor=SERVICE).requests.set_route(QueueRoute(queue_name="abc"))
+    route = proc.tenant(cid, actor=ADMIN).requests.set_route(
+        WebhookRoute(url=receiver.url, secret=SECRET)
+    )
+    assert route.target == receiver.url and route.set_by == ADMIN.id
+    assert SECRET not in route.model_dump_json()
+
+
+
+def test_a_delivered_notification_is_never_queued_again_and_an_orphan_is_dropped(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    from mizaic_processor._controller_requests import docs_of
+    from mizaic_processor._routing import delivery_id, enqueue, notification
+
+    cid = new_controller(proc)
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    assert proc.requests.receive(**request_args(cid, clock)).delivered  # type: ignore[arg-type]
+    docs = docs_of(proc.tenant(cid, actor=OPERATOR))
+    sent = json.loads(receiver.accepted[0].body)
+    assert not enqueue(docs, sent, at=clock.now)  # marked delivered: never again
+    pump(proc, clock)
+    assert len(receiver.posts) == 1
+
+    # A crash between writing the outbox entry and the request leaves an orphan entry:
+    # it is held back (the request may still be being written), then dropped unsent.
+    ghost = "q" + "a" * 26
+    orphan = notification("request.received", delivery_id(cid, ghost, "received"), cid,
+                          clock.now, request_id=ghost)
+    assert enqueue(docs, orphan, at=clock.now)
+    clock.advance(minutes=1)
+    proc.requests.deliver_pending()
+    assert [d.delivery_id for d in proc.requests.list_pending_deliveries(actor=OPERATOR)
+            if d.controller_id == cid] == [orphan["delivery_id"]]
+    clock.advance(minutes=15)
+    proc.requests.deliver_pending()
+    assert [d for d in proc.requests.list_pending_deliveries(actor=OPERATOR)
+            if d.controller_id == cid] == []
+    assert len(receiver.posts) == 1
