@@ -51,7 +51,7 @@ BACKOFF_MAX = dt.timedelta(hours=1)
 
 EVENTS = frozenset(
     {"request.received", "request.reminder", "breach.reported", "breach.updated",
-     "audit.checkpoint"}
+     "audit.checkpoint", "disclosure.made"}
 )
 
 

@@ -7,13 +7,15 @@ Each cites an instruction from the controller's ledger and runs for a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from mizaic_processor._core import ids, record_doc
 from mizaic_processor._destruction import destroy_record, shred_subject
 from mizaic_processor.errors import HoldError, InvalidInputError, NotFoundError
 from mizaic_processor.models import Record, SubjectId
@@ -21,7 +23,7 @@ from mizaic_processor.models import Record, SubjectId
 if TYPE_CHECKING:
     from mizaic_processor.processor import ControllerScope
 
-__all__ = ["ErasureReport", "ExportSummary"]
+__all__ = ["Disclosure", "ErasureReport", "ExportSummary"]
 
 HISTORY_PREFIX = "history/"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -116,17 +118,11 @@ def set_restriction(
 def keep_history(scope: ControllerScope, record_id: str) -> None:
     """Copy the current version of a record, byte for byte, into its history."""
     stored = scope._container.get(scope._record_blob(record_id), what="record")
-    from mizaic_processor._core import record_doc
-
     version = record_doc.decode(stored.data).version
     name = f"{HISTORY_PREFIX}{record_id[1:27]}/{record_id[27:]}/{version:08d}"
-    try:
-        scope._container.put(name, stored.data, what="record history")
-    except Exception as exc:  # an earlier attempt may have copied it already
-        from mizaic_processor.errors import ConflictError
-
-        if not isinstance(exc, ConflictError):
-            raise
+    # an earlier, interrupted attempt may have copied it already (identical bytes are
+    # accepted by the idempotent put)
+    scope._container.put(name, stored.data, what="record history")
 
 
 def history_versions(scope: ControllerScope, record_id: str) -> Iterator[tuple[int, bytes]]:
@@ -202,6 +198,16 @@ def export_subject(
         raise InvalidInputError("destination must be a writable binary stream")
     skid = _subject_skid(scope, subject)
     instruction = scope._ledger.require(instruction_id, frozenset({"export"}), subject_ref=skid)
+    records, documents, document_bytes = write_archive(scope, subject, skid, destination)
+    return ExportSummary(instruction_id=instruction.instruction_id, records=records,
+                         documents=documents, document_bytes=document_bytes)
+
+
+def write_archive(
+    scope: ControllerScope, subject: SubjectId, skid: str, destination: IO[bytes]
+) -> tuple[int, int, int]:
+    """Stream the subject's archive into ``destination``; return (records, documents,
+    document bytes). Bounded memory: one record or one document chunk at a time."""
     records = _record_ids(scope, skid)
     documents = 0
     document_bytes = 0
@@ -236,6 +242,48 @@ def export_subject(
                 for piece in reader:
                     out.write(piece)
                     document_bytes += len(piece)
-    return ExportSummary(instruction_id=instruction.instruction_id, records=len(records),
-                         documents=documents, document_bytes=document_bytes)
+    return len(records), documents, document_bytes
+
+
+class Disclosure(BaseModel):
+    """A disclosure required by law, as recorded (the legal basis and authority are kept
+    sealed in the controller's container; this is what the caller gets back)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    disclosure_id: str
+    disclosed_at: dt.datetime
+    disclosed_by: str
+    controller_notified: bool
+    records: int
+    documents: int
+
+
+def disclose_required_by_law(
+    scope: ControllerScope,
+    subject: SubjectId,
+    destination: IO[bytes],
+    *,
+    legal_basis: str,
+    requesting_authority: str,
+    reference: str,
+    controller_notified: bool,
+    withheld_reason: str | None,
+    notify: Callable[[str], None],
+) -> Disclosure:
+    skid = _subject_skid(scope, subject)
+    disclosure_id = ids.new_opaque_id("x")
+    now = scope._clock()
+    public = {"disclosure_id": disclosure_id, "disclosed_at": now.isoformat(),
+              "disclosed_by": scope.actor.id, "controller_notified": controller_notified}
+    secret = {"legal_basis": legal_basis, "requesting_authority": requesting_authority,
+              "reference": reference, "withheld_reason": withheld_reason, "subject_ref": skid}
+    # recorded before a byte leaves: no record, no disclosure
+    scope._docs.create(f"disclosures/{disclosure_id}", public, secret, what="disclosure")
+    records, documents, _bytes = write_archive(scope, subject, skid, destination)
+    if controller_notified:
+        notify(disclosure_id)
+    return Disclosure(disclosure_id=disclosure_id, disclosed_at=now,
+                      disclosed_by=scope.actor.id, controller_notified=controller_notified,
+                      records=records, documents=documents)
 

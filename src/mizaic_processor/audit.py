@@ -119,6 +119,7 @@ class AuditTrail:
         key_for_version: Callable[[int], bytes],
         record: Callable[[str, str], None],
         seal: Callable[[], None],
+        on_tamper: Callable[[], None] = lambda: None,
         subject_ref: Callable[[Any], str | None],
     ) -> None:
         self._container = container
@@ -127,6 +128,7 @@ class AuditTrail:
         self._key_for_version = key_for_version
         self._record = record
         self._seal = seal
+        self._on_tamper = on_tamper
         self._subject_ref = subject_ref
 
     def __repr__(self) -> str:
@@ -175,6 +177,13 @@ class AuditTrail:
         self._authorise("verify the audit trail")
         self._record("audit.verify", "E")
         self._seal()
+        try:
+            return self._verify()
+        except AuditTamperedError:
+            self._on_tamper()
+            raise
+
+    def _verify(self) -> AuditReport:
         chains = self._chains()
         heads: dict[str, audit_chain.ChainHead] = {}
         hashes: dict[str, list[str]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import re
 import threading
@@ -25,7 +26,7 @@ from mizaic_processor._destruction import DestructionEvidence, destroy_record
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._keystore import ControllerKeys, SubjectKey
 from mizaic_processor._ledger import Instruction, InstructionAction, Ledger, check_note
-from mizaic_processor._subject_ops import ErasureReport, ExportSummary
+from mizaic_processor._subject_ops import Disclosure, ErasureReport, ExportSummary
 from mizaic_processor.audit import AuditTrail
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:  # subject requests (issue 4)
     from mizaic_processor.requests import ControllerRequests, RequestDesk
 
 __all__ = ["ControllerScope", "Processor"]
+
+logger = logging.getLogger("mizaic_processor")
 
 RECORD_PREFIX = "records/"
 CONTENT_PREFIX = "content/"
@@ -225,6 +228,7 @@ class Processor:
         self._controllers: dict[str, Controller] = {}
         self._keys: dict[str, ControllerKeys] = {}
         self._writers: dict[str, AuditWriter] = {}
+        self._alarms: dict[str, dt.datetime] = {}
         self._states: dict[str, tuple[ControllerDocs, Ledger, InstructionBook]] = {}
         self._lock = threading.Lock()
 
@@ -491,9 +495,120 @@ class Processor:
                     self._store.container(controller.container),
                     audit_key=keys.audit_key,
                     clock=self._clock,
+                    on_checkpoint=lambda doc: self._deliver_checkpoint(controller, doc),
                 )
                 self._writers[controller.controller_id] = writer
             return writer
+
+    def disclose_required_by_law(
+        self,
+        controller_id: str,
+        subject: SubjectId,
+        destination: IO[bytes],
+        *,
+        actor: Actor,
+        legal_basis: str,
+        requesting_authority: str,
+        reference: str,
+        controller_notified: bool = True,
+        withheld_reason: str | None = None,
+    ) -> Disclosure:
+        """The one path by which patient data leaves for anyone but the controller: a
+        disclosure the law requires of the processor (a court order, a statutory demand).
+
+        It is recorded before any data is written (legal basis, requesting authority,
+        reference, who and when: sealed in the controller's container), audited, and
+        the controller is notified through its route, unless ``controller_notified`` is
+        ``False`` with the ``withheld_reason`` the law gives for not telling them.
+        Writes the same archive as :meth:`ControllerScope.export_subject`.
+
+        :param actor: a ``processor_operator`` acting on Mizaic's legal obligation.
+        :raises InvalidInputError: if the basis, authority or reference is missing, or
+            notification is withheld without a reason (before any I/O).
+        :raises AccessDeniedError: unless the actor is a ``processor_operator``.
+        :raises NotFoundError: if the controller or subject does not exist.
+        """
+        if not isinstance(actor, Actor) or actor.role is not Role.PROCESSOR_OPERATOR:
+            raise AccessDeniedError("only a processor_operator records a legal disclosure")
+        subject = _check_subject(subject)
+        if not callable(getattr(destination, "write", None)):
+            raise InvalidInputError("destination must be a writable binary stream")
+        basis = check_note(legal_basis, "legal basis", required=True) or ""
+        authority = check_note(requesting_authority, "requesting authority", required=True) or ""
+        ref = check_note(reference, "reference", required=True) or ""
+        if not isinstance(controller_notified, bool):
+            raise InvalidInputError("controller_notified must be True or False")
+        withheld = check_note(withheld_reason, "withheld reason",
+                              required=not controller_notified)
+        scope = self.tenant(controller_id, actor=actor, purpose="HLEGAL")
+        cid = scope.controller_id
+
+        def notify(disclosure_id: str) -> None:
+            from mizaic_processor import _routing
+
+            now = self._clock()
+            note = _routing.notification(
+                "disclosure.made", _routing.delivery_id(cid, "disclosure", disclosure_id),
+                cid, now, disclosure_id=disclosure_id,
+            )
+            _routing.enqueue(scope._docs, note, at=now)
+
+        return scope._audited(
+            "subject.disclose", "E", f"controller:{cid}",
+            lambda: _subject_ops.disclose_required_by_law(
+                scope, subject, destination, legal_basis=basis,
+                requesting_authority=authority, reference=ref,
+                controller_notified=controller_notified, withheld_reason=withheld,
+                notify=notify,
+            ),
+            write=True,
+        )
+
+    def _deliver_checkpoint(self, controller: Controller, checkpoint: dict[str, Any]) -> None:
+        """Queue a sealed checkpoint for the controller (its outbox, delivered by the
+        pump through its route), so the controller holds a trust root outside storage
+        the processor writes to."""
+        from mizaic_processor import _routing
+
+        body = checkpoint["body"]
+        cid = controller.controller_id
+        now = self._clock()
+        docs, _ledger, _book = self._state(controller)
+        note = _routing.notification(
+            "audit.checkpoint",
+            _routing.delivery_id(cid, "checkpoint", str(body["chain"]), str(body["seq"])),
+            cid, now, checkpoint=checkpoint,
+        )
+        _routing.enqueue(docs, note, at=now)
+
+    def _integrity_alarm(self, controller_id: str, operation: str) -> None:
+        """Raise a breach notice to the controller when stored data fails verification
+        (at most one per controller per hour from this process). Best effort: the
+        failing operation raises its own error whatever happens here."""
+        now = self._clock()
+        with self._lock:
+            last = self._alarms.get(controller_id)
+            if last is not None and (now - last).total_seconds() < 3600:
+                return
+            self._alarms[controller_id] = now
+        try:
+            self.requests.report_breach(
+                controller_id,
+                nature="stored data failed integrity verification (automatic notice from "
+                       f"mizaic_processor during {operation}); it may have been altered "
+                       "or corrupted in storage",
+                categories=["health"],
+                subjects_approx=1,
+                records_approx=1,
+                consequences="the affected operation was refused; data may have been "
+                             "altered by someone with access to storage",
+                measures="the operation was refused and the failure recorded in the "
+                         "audit trail; Mizaic is investigating",
+                detected_at=now,
+                actor=Actor.processor_operator("mizaic-integrity-monitor"),
+            )
+        except MizaicError:
+            logger.exception("the automatic integrity breach notice could not be raised")
 
     def tenant(
         self, controller_id: str, *, actor: Actor, purpose: str | None = None
@@ -527,6 +642,7 @@ class Processor:
             instructions=instructions,
             keyring=self._keyring,
             key_cache_ttl=self._ttl,
+            integrity_alarm=self._integrity_alarm,
             chunk_size=self._chunk_size,
             clock=self._clock,
         )
@@ -576,12 +692,14 @@ class ControllerScope:
         instructions: InstructionBook,
         keyring: Keyring,
         key_cache_ttl: float,
+        integrity_alarm: Callable[[str, str], None],
         chunk_size: int,
         clock: Clock,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._keyring = keyring
         self._key_cache_ttl = key_cache_ttl
+        self._integrity_alarm = integrity_alarm
         self._docs = docs
         self._ledger = ledger
         self._instructions = instructions
@@ -647,6 +765,14 @@ class ControllerScope:
             ticket.wait()
         try:
             result = run()
+        except IntegrityError:
+            self._integrity_alarm(self.controller_id, op)
+            with contextlib.suppress(MizaicError):
+                self._emit(op, action, entity, outcome="failure", policy=policy,
+                           ref=event_id)[1].wait()
+            if not write:
+                ticket.wait()
+            raise
         except BaseException as exc:
             outcome_failed = not isinstance(exc, NotFoundError) or write
             if outcome_failed:
@@ -677,6 +803,7 @@ class ControllerScope:
             authorise=lambda what: self._require(frozenset({Role.CONTROLLER_ADMIN}), what),
             key_for_version=lambda version: self._keys.audit_key(version)[1],
             record=self._record_controller_event,
+            on_tamper=lambda: self._integrity_alarm(self.controller_id, "audit.verify"),
             seal=self._writer.flush,
             subject_ref=self._subject_ref,
         )

@@ -82,6 +82,7 @@ from mizaic_processor.errors import (
     ConfigurationError,
     ConflictError,
     InvalidInputError,
+    KeyManagementError,
     MizaicError,
     NotFoundError,
 )
@@ -493,16 +494,32 @@ class RequestDesk:
         return DeliveryReport(delivered=counts["delivered"], failed=counts["failed"],
                               waiting=counts["waiting"])
 
-    def list_pending_deliveries(self, *, actor: Actor) -> Iterator[DeliveryInfo]:
-        """Every notification not yet delivered, with its attempts and last error code.
+    def list_pending_deliveries(
+        self, *, actor: Actor, controller_id: str | None = None
+    ) -> Iterator[DeliveryInfo]:
+        """Every notification not yet delivered (of every controller, or of one), with
+        its attempts and last error code. A controller whose keys this processor cannot
+        unwrap is skipped (and logged), as by the pump.
 
         :raises AccessDeniedError: unless the actor is a ``processor_operator``.
+        :raises NotFoundError: if ``controller_id`` is given and not registered.
         :raises StorageError: if storage fails.
         """
         _operator(actor, "list deliveries")
-        for controller in self._p.list_controllers():
+        if controller_id is not None:
+            controllers = [self._p.get_controller(controller_id)]
+        else:
+            controllers = list(self._p.list_controllers())
+        for controller in controllers:
             scope = self._p.tenant(controller.controller_id, actor=actor)
-            yield from pending(docs_of(scope), controller.controller_id)
+            try:
+                found = pending(docs_of(scope), controller.controller_id)
+            except KeyManagementError:
+                if controller_id is not None:
+                    raise
+                logger.error("skipping a controller whose keys cannot be unwrapped")
+                continue
+            yield from found
 
     def send_reminders(
         self, as_of: dt.date | None = None, *, within_days: int = 7, actor: Actor | None = None
@@ -529,7 +546,11 @@ class RequestDesk:
             docs = docs_of(scope)
             book = RequestBook(docs)
             for request_id in book.ids():
-                state, _ = book.load(request_id)
+                try:
+                    state, _ = book.load(request_id)
+                except KeyManagementError:
+                    logger.error("skipping a controller whose keys cannot be unwrapped")
+                    break
                 summary = summarise(state, day)
                 remaining = summary.days_remaining
                 if remaining is None or remaining > within_days:
