@@ -28,7 +28,7 @@ from typing import Any
 
 from mizaic_processor._azure.blob import Container
 from mizaic_processor._core import audit_chain, ids
-from mizaic_processor.errors import AuditError, ConflictError, MizaicError
+from mizaic_processor.errors import AuditError, ConflictError, MizaicError, NotFoundError
 
 logger = logging.getLogger("mizaic_processor.audit")
 
@@ -97,6 +97,7 @@ class AuditWriter:
         self._position = 0
         self._blocks = 0
         self._sealed_seq = 0
+        self._genesis_sealed = False
 
     def __repr__(self) -> str:
         return f"AuditWriter(chain={self.chain!r})"
@@ -128,8 +129,8 @@ class AuditWriter:
                     return
                 batch = self._take()
             try:
-                if batch[0].event is _SEAL:
-                    if not self._checkpoint():
+                if batch[0].event is _SEAL or batch[0].event is _FINAL_SEAL:
+                    if not self._checkpoint(final=batch[0].event is _FINAL_SEAL):
                         batch[0].error = AuditError("the audit chain head could not be sealed")
                     batch[0].done.set()
                     continue
@@ -144,10 +145,10 @@ class AuditWriter:
     def _take(self) -> list[Ticket]:
         batch: list[Ticket] = []
         size = 0
-        if self._pending[0].event is _SEAL:
+        if self._pending[0].event is _SEAL or self._pending[0].event is _FINAL_SEAL:
             return [self._pending.pop(0)]
         while self._pending and len(batch) < MAX_BATCH_EVENTS and size < MAX_BATCH_BYTES:
-            if self._pending[0].event is _SEAL:
+            if self._pending[0].event is _SEAL or self._pending[0].event is _FINAL_SEAL:
                 break
             ticket = self._pending.pop(0)
             batch.append(ticket)
@@ -155,6 +156,11 @@ class AuditWriter:
         return batch
 
     def _ensure_segment(self) -> None:
+        if not self._genesis_sealed:
+            # a signed genesis seal first: a chain without one was not written by a
+            # holder of the controller's audit key
+            self._write_seal(0, audit_chain.GENESIS, final=False)
+            self._genesis_sealed = True
         if self._segment == 0 or self._blocks >= SEGMENT_BLOCK_LIMIT:
             following = self._segment + 1
             try:
@@ -188,11 +194,19 @@ class AuditWriter:
                 segment_name(self.chain, self._segment), data, position=self._position
             )
         except MizaicError as exc:
-            if not self._landed(data):
+            landed = self._landed(data)
+            if landed is not True:
                 logger.error("audit append failed; %d operations refused", len(batch))
-                # Start a fresh segment next time: the chain continues from the last
-                # durable event, and verification shows where this segment ended.
-                self._blocks = SEGMENT_BLOCK_LIMIT
+                if landed is None:
+                    # The block may or may not be in storage: continuing this chain
+                    # could fork it. Start a new chain; the old one ends at whatever
+                    # landed (an event of a refused operation over-reports, never
+                    # under-reports).
+                    self._new_chain()
+                else:
+                    # Not in storage: continue the chain from its last durable event in
+                    # a fresh segment (the current one may be leased or broken).
+                    self._blocks = SEGMENT_BLOCK_LIMIT
                 for ticket in batch:
                     ticket.error = exc
                     ticket.done.set()
@@ -207,36 +221,53 @@ class AuditWriter:
         ):
             self._checkpoint()
 
-    def _landed(self, data: bytes) -> bool:
-        """After an append error: did the block land anyway (a retried append)?"""
+    def _new_chain(self) -> None:
+        self.chain = ids.new_opaque_id("w")
+        self._genesis_sealed = False
+        self._seq = 0
+        self._prev = audit_chain.GENESIS
+        self._segment = 0
+        self._position = 0
+        self._blocks = 0
+        self._sealed_seq = 0
+
+    def _landed(self, data: bytes) -> bool | None:
+        """After an append error: did the block land anyway (a retried append)?
+        ``None`` when that cannot be known (the read-back failed too)."""
+        if self._segment == 0:
+            return False
         try:
             stored = self._container.get(segment_name(self.chain, self._segment))
-        except MizaicError:
+        except NotFoundError:
             return False
+        except MizaicError:
+            return None
         expected = self._position + len(data)
         return len(stored.data) == expected and stored.data[self._position :] == data
 
-    def _checkpoint(self) -> bool:
+    def _write_seal(self, seq: int, head: str, *, final: bool) -> dict[str, Any]:
+        version, key = self._audit_key()
+        body = audit_chain.checkpoint_body(
+            self.chain, seq, head, self._clock().isoformat(), final=final
+        )
+        doc = {"body": body, "sig": audit_chain.sign_checkpoint(key, body),
+               "key_version": version}
+        suffix = ".final" if final else ""
+        self._container.put(
+            f"{CHECKPOINT_PREFIX}{self.chain}/{seq:012d}{suffix}",
+            json.dumps(doc).encode(),
+            what="audit checkpoint",
+        )
+        return doc
+
+    def _checkpoint(self, *, final: bool = False) -> bool:
         """Seal the chain head; return whether the head is sealed."""
-        if self._seq == self._sealed_seq:
+        if self._seq == self._sealed_seq and not (final and self._seq > 0):
             return True
         try:
-            version, key = self._audit_key()
+            doc = self._write_seal(self._seq, self._prev, final=final)
         except MizaicError:
-            logger.error("audit checkpoint key unavailable; the chain head is not sealed")
-            return False
-        body = audit_chain.checkpoint_body(
-            self.chain, self._seq, self._prev, self._clock().isoformat()
-        )
-        doc = {"body": body, "sig": audit_chain.sign_checkpoint(key, body), "key_version": version}
-        try:
-            self._container.put(
-                f"{CHECKPOINT_PREFIX}{self.chain}/{self._seq:012d}",
-                json.dumps(doc).encode(),
-                what="audit checkpoint",
-            )
-        except MizaicError:
-            logger.error("audit checkpoint could not be written; will retry")
+            logger.error("audit checkpoint could not be written; the head is not sealed")
             return False
         self._sealed_seq = self._seq
         self._sealed_at = time.monotonic()
@@ -264,7 +295,7 @@ class AuditWriter:
             if self._closed:
                 return
             if self._thread is not None:
-                self._pending.append(Ticket(_SEAL))
+                self._pending.append(Ticket(_FINAL_SEAL))
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
@@ -273,3 +304,4 @@ class AuditWriter:
 
 
 _SEAL: dict[str, Any] = {"__seal__": True}
+_FINAL_SEAL: dict[str, Any] = {"__seal__": "final"}

@@ -39,7 +39,11 @@ def check_content(content: object, content_type: object) -> str | None:
             raise InvalidInputError("content stream cannot be read") from None
         if not isinstance(probe, bytes | bytearray):
             raise InvalidInputError("content must be a binary stream, not text")
-    if not isinstance(content_type, str) or _CONTENT_TYPE.fullmatch(content_type.lower()) is None:
+    if (
+        not isinstance(content_type, str)
+        or not content_type.isascii()
+        or _CONTENT_TYPE.fullmatch(content_type.lower()) is None
+    ):
         raise InvalidInputError("a valid content_type (e.g. application/pdf) is required")
     return content_type.lower()
 

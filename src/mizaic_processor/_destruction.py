@@ -147,37 +147,46 @@ def destroy_record(
             raise HoldError("a hold covers this record: " + ", ".join(h.hold_id for h in held))
     elif stub is None:
         raise NotFoundError("record not found")
-    if stub is None:
-        assert meta is not None and doc is not None  # noqa: S101 (doc was loaded)
-        content = meta.get("content") or {}
-        evidence = DestructionEvidence(
-            record_id=record_id, category=doc.category, status="destroying", reason=reason,
-            instruction_id=instruction_id, instruction_version=instruction_version,
-            appraisal_id=appraisal_id, approved_by=approved_by,
-            destroyed_by=scope.actor.id, started_at=scope._clock(),
-            content_sha256=content.get("sha256"), content_length=content.get("length"),
-        )
-        public, secret = _evidence_parts(evidence, doc.content_id, meta.get("subject"))
-        try:
-            etag = docs.create(EVIDENCE + record_id, public, secret,
-                               what="destruction evidence")
-            stub = _Stub(evidence, etag, doc.content_id, meta.get("subject"))
-        except ConflictError:
-            stub = _get_stub(docs, record_id)
-            if stub is None:
-                raise
-    content_id = stub.content_id
+    pending = stub
 
-    def run() -> None:
+    def run() -> _Stub:
+        # the evidence stub is written inside the audited operation: if the audit event
+        # cannot be recorded, nothing at all changes
+        current = pending
+        if current is None:
+            assert meta is not None and doc is not None  # noqa: S101 (doc was loaded)
+            content = meta.get("content") or {}
+            evidence = DestructionEvidence(
+                record_id=record_id, category=doc.category, status="destroying",
+                reason=reason, instruction_id=instruction_id,
+                instruction_version=instruction_version, appraisal_id=appraisal_id,
+                approved_by=approved_by, destroyed_by=scope.actor.id,
+                started_at=scope._clock(), content_sha256=content.get("sha256"),
+                content_length=content.get("length"),
+            )
+            public, secret = _evidence_parts(evidence, doc.content_id, meta.get("subject"))
+            try:
+                etag = docs.create(EVIDENCE + record_id, public, secret,
+                                   what="destruction evidence")
+                current = _Stub(evidence, etag, doc.content_id, meta.get("subject"))
+            except ConflictError:
+                current = _get_stub(docs, record_id)
+                if current is None:
+                    raise
         if doc is not None:
             scope._container.delete(scope._record_blob(record_id), what="record")
-        if content_id is not None:
-            scope._container.delete(scope._content_blob(record_id, content_id), what="content")
+        if current.content_id is not None:
+            scope._container.delete(
+                scope._content_blob(record_id, current.content_id), what="content"
+            )
         history = f"history/{record_id[1:27]}/{record_id[27:]}/"
         for name in list(scope._container.list_names(history)):
             scope._container.delete(name, what="record history")
+        return current
 
-    scope._audited("record.destroy", "D", record_id, run, write=True, policy=instruction_id)
+    stub = scope._audited("record.destroy", "D", record_id, run, write=True,
+                          policy=instruction_id)
+    content_id = stub.content_id
     shredded = shred_subject(scope, record_id[1:27], stub.subject)
     done = stub.evidence.model_copy(
         update={"status": "destroyed", "destroyed_at": scope._clock()}

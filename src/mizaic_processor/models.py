@@ -78,10 +78,24 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class Actor(_Frozen):
-    """Who performs an operation: an id (service principal, staff id) and a role."""
+    """Who performs an operation: an id (service principal, staff id) and a role.
+
+    :raises InvalidInputError: if the id or role is malformed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     id: str
     role: Role
+
+    def __init__(self, **data: Any) -> None:
+        message = None
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            message = describe_validation_error(exc)
+        if message is not None:
+            raise InvalidInputError(message)
 
     @field_validator("id")
     @classmethod

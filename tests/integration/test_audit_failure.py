@@ -132,17 +132,9 @@ Operation = Callable[[Live], Any]
 WRITES = [create, update, delete, instruct]
 READS = [get, get_some, read_content, find]
 
-_EVIDENCE_FIRST = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _destruction.destroy_record creates the evidence stub evidence/<record id> "
-    "(status 'destroying') before the record.destroy audit event is durable, so a refused "
-    "deletion still changes the container",
-)
-
-
 @pytest.mark.parametrize(
     "operation",
-    [create, update, pytest.param(delete, marks=_EVIDENCE_FIRST), instruct, *READS],
+    [create, update, delete, instruct, *READS],
     ids=lambda op: op.__name__,
 )
 def test_an_operation_whose_audit_append_is_refused_raises_audit_error_and_changes_nothing(

@@ -371,7 +371,8 @@ def line_hash(line: bytes) -> str:
 
 @dataclass
 class SealedChain:
-    """A closed writer's chain: one segment, sealed by one checkpoint at its last event."""
+    """A closed writer's chain: one segment, a signed genesis seal, and the final seal of
+    close() at its last event."""
 
     cid: str
     chain: str
@@ -411,11 +412,12 @@ def sealed(
     # 1 + 3 * 3 = 10 events, sealed by close()
     raw = service_client.get_container_client(f"mzc-{cid}")
     (segment,) = raw.list_blob_names(name_starts_with="audit/")
-    (checkpoint,) = raw.list_blob_names(name_starts_with="audit-checkpoints/")
     chain = segment.split("/")[1]
+    genesis, checkpoint = sorted(raw.list_blob_names(name_starts_with="audit-checkpoints/"))
     lines = raw.download_blob(segment).readall().splitlines()
     assert len(lines) == 10
-    assert checkpoint == f"audit-checkpoints/{chain}/{10:012d}"
+    assert genesis == f"audit-checkpoints/{chain}/{0:012d}"
+    assert checkpoint == f"audit-checkpoints/{chain}/{10:012d}.final"
     sealed = SealedChain(cid, chain, segment, lines, checkpoint, raw, ring, azurite)
     sealed.verify_fresh()  # intact before any tampering
     return sealed
@@ -476,12 +478,6 @@ def test_two_swapped_events_are_detected_at_the_first_swapped_position(
     assert (chain, seq) == (sealed.chain, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: audit_chain.verify_chain reports any reordering as 'removed': at the first "
-    "out-of-place line the seq is always greater than expected, so the 'reordered' branch "
-    "(seq < expected - 1) is unreachable for a permutation",
-)
 def test_two_swapped_events_are_named_reordered(sealed: SealedChain) -> None:
     lines = list(sealed.lines)
     lines[4], lines[5] = lines[5], lines[4]
@@ -512,11 +508,6 @@ def test_a_forged_event_inserted_in_the_middle_is_named_inserted(sealed: SealedC
     assert (chain, kind) == (sealed.chain, "inserted")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: for a repeated sequence number verify_chain names the seq *expected* at the "
-    "line after the forged one (#7, a genuine event) instead of the forged event's #6",
-)
 def test_a_forged_event_inserted_in_the_middle_is_named_at_its_own_sequence_number(
     sealed: SealedChain,
 ) -> None:
@@ -528,11 +519,6 @@ def test_a_forged_event_inserted_in_the_middle_is_named_at_its_own_sequence_numb
     assert broken(sealed) == (sealed.chain, 6, "inserted")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a closed chain's final checkpoint does not mark it final, so a well-formed "
-    "event appended after the last sealed event verifies as genuine",
-)
 def test_a_forged_event_appended_after_a_closed_chains_final_checkpoint_is_detected(
     sealed: SealedChain,
 ) -> None:
@@ -543,12 +529,6 @@ def test_a_forged_event_appended_after_a_closed_chains_final_checkpoint_is_detec
     assert broken(sealed) == (sealed.chain, 11, "inserted")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: event lines are linked by an unkeyed SHA-256 and a chain needs no signed "
-    "checkpoint, so anyone with write access to the container can add a whole forged chain "
-    "of well-formed events and verify() accepts it",
-)
 def test_a_whole_forged_chain_without_a_signed_checkpoint_is_detected(
     sealed: SealedChain,
 ) -> None:

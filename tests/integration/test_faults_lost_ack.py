@@ -153,13 +153,6 @@ def test_an_append_whose_acknowledgement_is_lost_is_found_landed_and_the_operati
     assert report.events == 4  # register, create, update, verify: the update counted once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when an append's outcome is unknown (its response and the read-back both "
-    "fail) AuditWriter._commit treats it as not landed and continues the chain from its "
-    "last acknowledged head in a new segment; the landed events and the new ones share "
-    "sequence numbers, a fork that verify() reports as tampering ('inserted')",
-)
 def test_after_an_append_of_unknown_outcome_the_chain_does_not_fork(setup: Setup) -> None:
     setup.proxy.drop_all.set()  # the append lands; its answer and the read-back are lost
     with pytest.raises(AuditError):

@@ -41,10 +41,14 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
-def checkpoint_body(chain: str, seq: int, head: str, at: str) -> dict[str, Any]:
-    """The signed part of a checkpoint."""
+def checkpoint_body(
+    chain: str, seq: int, head: str, at: str, *, final: bool = False
+) -> dict[str, Any]:
+    """The signed part of a checkpoint. Seq 0 (head = 64 zeros) is a chain's genesis
+    seal, written before its first event; ``final`` marks the seal of a closed chain,
+    after which no event may follow."""
     return {"kind": "mizaic.audit-checkpoint", "v": 1, "chain": chain, "seq": seq,
-            "head": head, "at": at}
+            "head": head, "at": at, "final": final}
 
 
 def sign_checkpoint(key: bytes, body: Mapping[str, Any]) -> str:
@@ -79,13 +83,20 @@ def verify_chain(chain: str, lines: Sequence[bytes]) -> tuple[ChainHead, Break |
     """Walk one chain's lines; return its verified head and the first break, if any.
 
     Kinds of break: ``malformed`` (not an event of this chain), ``altered`` (the next
-    event's ``prev`` does not match this event's hash), ``removed`` (a sequence gap),
-    ``reordered`` (a sequence number lower than expected), ``inserted`` (a repeated
-    sequence number or an unexpected extra event).
+    event's ``prev`` does not match this event's hash), ``removed`` (a sequence number
+    missing from the chain), ``reordered`` (events out of sequence order), ``inserted``
+    (a repeated sequence number: an extra event, named by that number).
     """
     prev = GENESIS
     expected = 1
     head = ChainHead(chain, 0, GENESIS)
+    seqs: list[int | None] = []
+    for line in lines:
+        try:
+            found = json.loads(line).get("seq")
+            seqs.append(found if isinstance(found, int) else None)
+        except (ValueError, AttributeError):
+            seqs.append(None)
     for position, line in enumerate(lines, start=1):
         try:
             event = json.loads(line)
@@ -102,10 +113,12 @@ def verify_chain(chain: str, lines: Sequence[bytes]) -> tuple[ChainHead, Break |
         if not ok:
             return head, Break(chain, position, expected, "malformed")
         if seq > expected:
-            return head, Break(chain, position, expected, "removed")
+            later = expected in seqs[position:]
+            return head, Break(chain, position, expected, "reordered" if later else "removed")
         if seq < expected:
-            kind = "inserted" if seq == expected - 1 else "reordered"
-            return head, Break(chain, position, expected, kind)
+            if seq == expected - 1:
+                return head, Break(chain, position, seq, "inserted")
+            return head, Break(chain, position, expected, "reordered")
         if event["prev"] != prev:
             # the event before this one no longer hashes to what this one recorded
             kind = "altered" if position > 1 else "inserted"
@@ -134,6 +147,7 @@ def verify_checkpoints(
         ``truncated`` (the chain ends before the sealed event) or ``altered`` (the sealed
         event's hash differs).
     """
+    sealed: set[str] = set()
     for cp in checkpoints:
         body = cp.get("body")
         sig = cp.get("sig")
@@ -147,10 +161,20 @@ def verify_checkpoints(
                          "forged checkpoint")
         chain = str(body["chain"])
         seq = int(body["seq"])
+        sealed.add(chain)
         if chain not in heads:
+            if seq == 0 and not body.get("final"):
+                continue  # a genesis seal of a chain that never got its first event
             return Break(chain, 0, seq, "chain missing")
         if heads[chain].seq < seq:
             return Break(chain, heads[chain].seq + 1, heads[chain].seq + 1, "truncated")
-        if hashes[chain][seq - 1] != body["head"]:
+        expected_head = GENESIS if seq == 0 else hashes[chain][seq - 1]
+        if expected_head != body["head"]:
             return Break(chain, seq, seq, "altered")
+        if body.get("final") is True and heads[chain].seq > seq:
+            return Break(chain, seq + 1, seq + 1, "inserted")
+    for chain in sorted(set(heads) - sealed):
+        # every chain starts with a signed genesis seal: a chain without any seal was
+        # not written by a holder of the controller's audit key
+        return Break(chain, 1, 1, "unsealed chain")
     return None
