@@ -69,9 +69,11 @@ check: lint test
 demo: venv node_modules
 	$(VPY) -m mizaic_processor.testing run -- $(VPY) examples/quickstart.py
 
-## bench: the benchmarks in bench/
+## bench: the benchmarks in bench/ (not part of make test); BENCH_ARGS="--quick" for a smoke run
+BENCH_ARGS ?=
 bench: venv node_modules
-	$(VPY) -m bench
+	$(VPY) -m pip install --disable-pip-version-check --quiet -e '.[bench]'
+	$(VPY) -m bench $(BENCH_ARGS)
 
 ## clean: caches and build output (keeps .venv and node_modules)
 clean:
