@@ -28,7 +28,13 @@ from typing import Any
 
 from mizaic_processor._azure.blob import Container
 from mizaic_processor._core import audit_chain, ids
-from mizaic_processor.errors import AuditError, ConflictError, MizaicError, NotFoundError
+from mizaic_processor.errors import (
+    AuditError,
+    ConflictError,
+    KeyManagementError,
+    MizaicError,
+    NotFoundError,
+)
 
 logger = logging.getLogger("mizaic_processor.audit")
 
@@ -59,6 +65,13 @@ class Ticket:
         """
         if not self.done.wait(timeout):
             raise AuditError("the audit event was not recorded in time; operation refused")
+        if isinstance(self.error, KeyManagementError):
+            # the controller's keys cannot be unwrapped (a wrong or unreachable keyring):
+            # say so, rather than hide it behind the audit failure it causes
+            raise KeyManagementError(
+                "the controller's keys could not be unwrapped, so the audit event could "
+                "not be sealed; operation refused"
+            ) from self.error
         if self.error is not None:
             raise AuditError("the audit event could not be recorded; operation refused")
         return self.seq
