@@ -49,7 +49,7 @@ from mizaic_processor.errors import (
 from mizaic_processor.models import HospitalNumber, NHSNumber, Role, describe_validation_error
 
 if TYPE_CHECKING:
-    from mizaic_processor.processor import ControllerScope
+    from mizaic_processor._scope import ControllerScope
 
 __all__ = ["ControllerRequests"]
 

@@ -32,7 +32,7 @@ from mizaic_processor._keystore import INDEX_PREFIX, SUBJECT_PREFIX
 from mizaic_processor.errors import ConflictError, HoldError, NotFoundError
 
 if TYPE_CHECKING:
-    from mizaic_processor.processor import ControllerScope
+    from mizaic_processor._scope import ControllerScope
 
 __all__ = ["Destruction", "DestructionEvidence", "destroy_record", "shred_subject"]
 

@@ -21,7 +21,7 @@ from mizaic_processor.errors import HoldError, InvalidInputError, NotFoundError
 from mizaic_processor.models import Record, SubjectId
 
 if TYPE_CHECKING:
-    from mizaic_processor.processor import ControllerScope
+    from mizaic_processor._scope import ControllerScope
 
 __all__ = ["Disclosure", "ErasureReport", "ExportSummary"]
 

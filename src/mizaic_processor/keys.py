@@ -35,7 +35,7 @@ from mizaic_processor.errors import ConflictError, KeyManagementError, NotFoundE
 from mizaic_processor.models import Role, subject_from
 
 if TYPE_CHECKING:
-    from mizaic_processor.processor import ControllerScope
+    from mizaic_processor._scope import ControllerScope
 
 __all__ = ["KeyRotation", "RotationReport"]
 

@@ -89,7 +89,8 @@ from mizaic_processor.errors import (
 from mizaic_processor.models import Actor, Role
 
 if TYPE_CHECKING:
-    from mizaic_processor.processor import ControllerScope, Processor
+    from mizaic_processor._scope import ControllerScope
+    from mizaic_processor.processor import Processor
 
 __all__ = [
     "BreachNotice",
@@ -213,7 +214,7 @@ class RequestDesk:
     def _triage_audited(
         self, actor: Actor, op: str, action: str, entity: str, run: Callable[[], _T]
     ) -> _T:
-        from mizaic_processor.processor import _event
+        from mizaic_processor._scope import make_event as _event
 
         _, writer = self._triage_docs()
         event = _event(actor, op, action, entity, "HSYSADMIN", at=self._now())

@@ -49,7 +49,7 @@ from mizaic_processor.errors import (
 from mizaic_processor.models import Role, describe_validation_error
 
 if TYPE_CHECKING:
-    from mizaic_processor.processor import ControllerScope
+    from mizaic_processor._scope import ControllerScope
 
 __all__ = [
     "Appraisal",
@@ -369,7 +369,7 @@ class Retention:
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
         self._admin("place holds")
-        from mizaic_processor.processor import _check_subject
+        from mizaic_processor._validation import check_subject as _check_subject
 
         if kind not in ("legal", "inquiry", "access_request"):
             raise InvalidInputError("kind must be legal, inquiry or access_request")

@@ -1,0 +1,103 @@
+"""Validation at the edge: what callers hand to a write is checked before any I/O."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
+
+from mizaic_processor._core import ids, record_doc
+from mizaic_processor.errors import InvalidInputError
+from mizaic_processor.models import SubjectId, describe_validation_error
+
+MAX_FIELDS = 512
+MAX_RECORD_JSON = 4 * 1024 * 1024
+
+
+class RecordInput(BaseModel):
+    """Validates what a caller hands to a write, before any I/O."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    category: str
+    fields: dict[str, JsonValue]
+    events: dict[str, dt.date]
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        return ids.category(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if len(value) > MAX_FIELDS:
+            raise ValueError("too many fields")
+        for name in value:
+            ids.field_name(name)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: dict[str, dt.date]) -> dict[str, dt.date]:
+        for name in value:
+            ids.event_name(name)
+        return value
+
+
+def validate_input(
+    category: object, fields: object, events: object
+) -> RecordInput:
+    if not isinstance(events, Mapping):
+        raise InvalidInputError("invalid input: events must be a mapping of name to date")
+    for when in events.values():
+        if type(when) is not dt.date:
+            raise InvalidInputError("invalid input: events are datetime.date values")
+    if not isinstance(fields, Mapping):
+        raise InvalidInputError("invalid input: fields must be a mapping of name to value")
+    message: str | None = None
+    try:
+        data = RecordInput(
+            category=category,
+            fields=fields,
+            events=events,
+        )
+    except ValidationError as exc:
+        message = describe_validation_error(exc)
+    except InvalidInputError as exc:
+        message = str(exc)
+    except (ValueError, TypeError, RecursionError):
+        message = "invalid input"
+    if message is not None:
+        # raised outside the except block: the caller's values must not ride along as
+        # the exception's __context__
+        raise InvalidInputError(message)
+    try:
+        size = len(record_doc.dumps_json(data.fields))
+    except (ValueError, TypeError, RecursionError):
+        size = -1
+    if size < 0:
+        raise InvalidInputError("invalid input: fields: a value is not representable as JSON")
+    if size > MAX_RECORD_JSON:
+        raise InvalidInputError("invalid input: the fields exceed 4 MiB")
+    return data
+
+
+def check_subject(subject: object) -> SubjectId:
+    from mizaic_processor.models import HospitalNumber, NHSNumber
+
+    if not isinstance(subject, NHSNumber | HospitalNumber):
+        raise InvalidInputError("invalid input: subject must be an NHSNumber or HospitalNumber")
+    return subject
+
+
+def skid_bytes(skid: str) -> bytes:
+    return base64.b32decode(skid.upper() + "======")
+
+
+def check_etag(etag: object) -> str:
+    if not isinstance(etag, str) or not etag or len(etag) > 128 or not etag.isprintable():
+        raise InvalidInputError("invalid etag")
+    return etag
