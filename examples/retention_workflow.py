@@ -43,8 +43,8 @@ from mizaic_processor import (
     NHSNumber,
     NotFoundError,
     Processor,
+    RetentionRule,
 )
-from mizaic_processor._core.retention import RetentionRule
 
 OPERATOR = Actor.processor_operator("mizaic-support-1")
 SERVICE = Actor.service("edms-api")

@@ -271,6 +271,11 @@ class AuditWriter:
             json.dumps(doc).encode(),
             what="audit checkpoint",
         )
+        if self._on_checkpoint is not None:
+            try:
+                self._on_checkpoint(doc)
+            except Exception:  # the controller's copy is retried at the next seal
+                logger.exception("audit checkpoint delivery to the controller failed")
         return doc
 
     def _checkpoint(self, *, final: bool = False) -> bool:
@@ -278,17 +283,12 @@ class AuditWriter:
         if self._seq == self._sealed_seq and not (final and self._seq > 0):
             return True
         try:
-            doc = self._write_seal(self._seq, self._prev, final=final)
+            self._write_seal(self._seq, self._prev, final=final)
         except MizaicError:
             logger.error("audit checkpoint could not be written; the head is not sealed")
             return False
         self._sealed_seq = self._seq
         self._sealed_at = time.monotonic()
-        if self._on_checkpoint is not None:
-            try:
-                self._on_checkpoint(doc)
-            except Exception:  # the controller's copy is retried at the next checkpoint
-                logger.exception("audit checkpoint delivery to the controller failed")
         return True
 
     def flush(self, timeout: float = 120.0) -> None:

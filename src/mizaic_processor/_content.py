@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from mizaic_processor._core import envelope
@@ -140,8 +140,10 @@ class ContentReader(io.RawIOBase):
         *,
         expected_length: object,
         expected_sha256: object,
+        on_integrity_failure: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
+        self._on_failure = on_integrity_failure
         self._pieces = pieces
         self._decryptor = decryptor
         self._expected_length = expected_length
@@ -157,6 +159,13 @@ class ContentReader(io.RawIOBase):
         return True
 
     def _next_plain(self) -> bytes | None:
+        try:
+            return self._next_plain_unchecked()
+        except IntegrityError:
+            self._on_failure()
+            raise
+
+    def _next_plain_unchecked(self) -> bytes | None:
         while not self._done:
             piece = next(self._pieces, None)
             if piece is None:

@@ -639,6 +639,9 @@ class ControllerScope(InstructedOperations):
         return ContentReader(
             pieces, decryptor, expected_length=info.get("length"),
             expected_sha256=info.get("sha256"),
+            on_integrity_failure=lambda: self._integrity_alarm(
+                self.controller_id, "content.read"
+            ),
         )
 
     def list_records(self, subject: SubjectId) -> Iterator[str]:

@@ -21,6 +21,7 @@ from mizaic_processor.errors import HoldError, InvalidInputError, NotFoundError
 from mizaic_processor.models import Record, SubjectId
 
 if TYPE_CHECKING:
+    from mizaic_processor._docs import ControllerDocs
     from mizaic_processor._scope import ControllerScope
 
 __all__ = ["Disclosure", "ErasureReport", "ExportSummary"]
@@ -270,6 +271,8 @@ def disclose_required_by_law(
     controller_notified: bool,
     withheld_reason: str | None,
     notify: Callable[[str], None],
+    record_in: ControllerDocs,
+    record_prefix: str,
 ) -> Disclosure:
     skid = _subject_skid(scope, subject)
     disclosure_id = ids.new_opaque_id("x")
@@ -279,7 +282,7 @@ def disclose_required_by_law(
     secret = {"legal_basis": legal_basis, "requesting_authority": requesting_authority,
               "reference": reference, "withheld_reason": withheld_reason, "subject_ref": skid}
     # recorded before a byte leaves: no record, no disclosure
-    scope._docs.create(f"disclosures/{disclosure_id}", public, secret, what="disclosure")
+    record_in.create(f"{record_prefix}{disclosure_id}", public, secret, what="disclosure")
     records, documents, _bytes = write_archive(scope, subject, skid, destination)
     if controller_notified:
         notify(disclosure_id)

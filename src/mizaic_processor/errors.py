@@ -65,7 +65,8 @@ class ClockError(InvalidInputError):
 
     For example: an extension decided on or after the first deadline, beyond two months in
     total or without a reason; information received that was never asked for; events out of
-    order. Messages name dates and rules only, never the requester. Nothing was written.
+    order. Messages name dates and rules only, never the requester. The request's clock
+    is unchanged (the refused attempt itself may be recorded in the audit trail).
     """
 
 
@@ -108,7 +109,7 @@ class AuditTamperedError(IntegrityError):
     :ivar chain: the writer chain where the first break is.
     :ivar seq: the sequence number of the first broken event in that chain.
     :ivar kind: ``altered``, ``removed``, ``reordered``, ``inserted``, ``malformed``,
-        ``truncated``, ``chain missing`` or ``forged checkpoint``.
+        ``truncated``, ``chain missing``, ``forged checkpoint`` or ``unsealed chain``.
     """
 
     def __init__(self, chain: str, seq: int, kind: str) -> None:

@@ -117,6 +117,7 @@ class KeyRotation:
 
     def _rewrap_pass(self, version: int, progress: Progress) -> RotationReport:
         scope = self._scope
+        scope._emit("key.rewrap_pass", "U", f"controller:{scope.controller_id}")[1].wait()
         names = list(scope._container.list_names(SUBJECT_PREFIX))
         changed = 0
         for done, name in enumerate(names, start=1):
@@ -130,14 +131,15 @@ class KeyRotation:
                 except NotFoundError:
                     break
             progress(done, len(names))
-        scope._emit("key.rewrap_pass", "U", f"controller:{scope.controller_id}")[1].wait()
         return RotationReport(version=version, examined=len(names), changed=changed)
 
     def _old_enough(self, rotated_at: str) -> None:
         try:
             when = dt.datetime.fromisoformat(rotated_at)
         except ValueError:
-            return
+            raise ConflictError(
+                "the rotation time is unreadable; refusing to retire old keys"
+            ) from None
         if (self._scope._clock() - when).total_seconds() < self._ttl:
             raise ConflictError(
                 "too soon to retire: other processes may still use the old key until "
@@ -191,6 +193,7 @@ class KeyRotation:
     def _reindex_pass(self, version: int, progress: Progress) -> RotationReport:
         scope = self._scope
         keys = scope._keys
+        scope._emit("key.reindex_pass", "U", f"controller:{scope.controller_id}")[1].wait()
         names = list(scope._container.list_names(INDEX_PREFIX))
         changed = skipped = 0
         for done, name in enumerate(names, start=1):
@@ -219,7 +222,6 @@ class KeyRotation:
                     raise KeyManagementError("re-index found two keys for one subject") from None
             scope._container.delete(name, etag=stored.etag, what="subject index entry")
             changed += 1
-        scope._emit("key.reindex_pass", "U", f"controller:{scope.controller_id}")[1].wait()
         return RotationReport(version=version, examined=len(names), changed=changed,
                               skipped=skipped)
 

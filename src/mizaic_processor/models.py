@@ -61,8 +61,9 @@ class Role(StrEnum):
     - ``service``: a product service giving direct care; reads and writes records.
     - ``controller_admin``: the controller's records manager or DPO; everything a service
       may do, plus instructions, destruction, holds, approvals and exports.
-    - ``processor_operator``: Mizaic support; registers controllers and routes requests,
-      never reads or writes patient data.
+    - ``processor_operator``: Mizaic support; registers controllers, takes in and routes
+      subject requests, rotates keys; never reads or writes records. Its one path to
+      patient data is :meth:`Processor.disclose_required_by_law`, explicit and recorded.
     """
 
     SERVICE = "service"

@@ -408,9 +408,11 @@ class Processor:
         disclosure the law requires of the processor (a court order, a statutory demand).
 
         It is recorded before any data is written (legal basis, requesting authority,
-        reference, who and when: sealed in the controller's container), audited, and
-        the controller is notified through its route, unless ``controller_notified`` is
-        ``False`` with the ``withheld_reason`` the law gives for not telling them.
+        reference, who and when: sealed), audited, and the controller is notified
+        through its route. When ``controller_notified`` is ``False`` (with the
+        ``withheld_reason`` the law gives for not telling them), the record and the
+        audit event are kept in the processor's own registry and trail instead, so
+        nothing in the controller's container reveals the disclosure.
         Writes the same archive as :meth:`ControllerScope.export_subject`.
 
         :param actor: a ``processor_operator`` acting on Mizaic's legal obligation.
@@ -444,15 +446,25 @@ class Processor:
             )
             _routing.enqueue(scope._docs, note, at=now)
 
-        return scope._audited(
-            "subject.disclose", "E", f"controller:{cid}",
-            lambda: _subject_ops.disclose_required_by_law(
+        def run(record_in: ControllerDocs, prefix: str) -> Disclosure:
+            return _subject_ops.disclose_required_by_law(
                 scope, subject, destination, legal_basis=basis,
                 requesting_authority=authority, reference=ref,
                 controller_notified=controller_notified, withheld_reason=withheld,
-                notify=notify,
-            ),
-            write=True,
+                notify=notify, record_in=record_in, record_prefix=prefix,
+            )
+
+        if controller_notified:
+            return scope._audited(
+                "subject.disclose", "E", f"controller:{cid}",
+                lambda: run(scope._docs, "disclosures/"), write=True,
+            )
+        # The law forbids telling the controller: the record and the audit event go to
+        # the processor's own registry, never into the controller's container or trail.
+        registry_docs, _writer = self.requests._triage_docs()
+        return self.requests._triage_audited(
+            actor, "subject.disclose", "E", f"controller:{cid}",
+            lambda: run(registry_docs, f"disclosures/{cid}/"),
         )
 
     def _deliver_checkpoint(self, controller: Controller, checkpoint: dict[str, Any]) -> None:
@@ -467,7 +479,8 @@ class Processor:
         docs, _ledger, _book = self._state(controller)
         note = _routing.notification(
             "audit.checkpoint",
-            _routing.delivery_id(cid, "checkpoint", str(body["chain"]), str(body["seq"])),
+            _routing.delivery_id(cid, "checkpoint", str(body["chain"]), str(body["seq"]),
+                                 "final" if body.get("final") else "open"),
             cid, now, checkpoint=checkpoint,
         )
         _routing.enqueue(docs, note, at=now)

@@ -307,6 +307,7 @@ class Retention:
         :raises NotFoundError: if the controller has given none (records of that
             category are then never due, and are reported as having no instruction).
         """
+        self._admin("read retention instructions")
         category = ids.category(category)
         current = self._book.current(category, fresh=True)
         if current is None:
@@ -314,7 +315,11 @@ class Retention:
         return current
 
     def list_instructions(self, category: str | None = None) -> list[RetentionInstruction]:
-        """Every version of every instruction (or of one category), oldest first."""
+        """Every version of every instruction (or of one category), oldest first.
+
+        :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        """
+        self._admin("read retention instructions")
         categories = [ids.category(category)] if category is not None else self._book.categories()
         return [i for c in categories for i in self._book.history(c)]
 
@@ -332,6 +337,7 @@ class Retention:
         self._admin("recompute due dates")
         instruction = self.get_instruction(category)
         scope = self._scope
+        scope._emit("retention.recompute", "U", f"retention:{instruction.category}")[1].wait()
         version = _tag_version(instruction.version)
         query = f"\"cat\" = '{instruction.category}' AND \"iv\" < '{version}'"
         names = [name for name, _ in scope._container.find_by_tags(query)]

@@ -48,13 +48,16 @@ class Post:
 
 @dataclass
 class Receiver:
-    """A real HTTP server on 127.0.0.1 that records every POST.
+    """A real HTTP server on 127.0.0.1 that records every request notification POSTed.
 
     It answers ``fail_first`` POSTs with 500, then 204 (or ``redirect_to`` with a 302).
+    Audit checkpoints, which every controller's audit writer also sends through the same
+    route, are acknowledged and kept apart in ``checkpoints``.
     """
 
     url: str = ""
     posts: list[Post] = field(default_factory=list)
+    checkpoints: list[Post] = field(default_factory=list)
     fail_first: int = 0
     redirect_to: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,6 +71,13 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if b'"type":"audit.checkpoint"' in body:
+                with receiver.lock:
+                    receiver.checkpoints.append(Post(dict(self.headers.items()), body, 204))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             with receiver.lock:
                 if receiver.redirect_to is not None:
                     status = 302

@@ -137,7 +137,10 @@ def test_a_request_reaches_the_queue_exactly_once_after_the_queue_was_missing(
     pump(proc, clock, times=3)
 
     client = queues.get_queue_client(queue)
-    messages = list(client.receive_messages(messages_per_page=32, visibility_timeout=60))
+    messages = [
+        m for m in client.receive_messages(messages_per_page=32, visibility_timeout=60)
+        if json.loads(m.content)["type"] != "audit.checkpoint"  # the controller's seals
+    ]
     assert len(messages) == 1
     note = json.loads(messages[0].content)
     assert note["request_id"] == receipt.request_id

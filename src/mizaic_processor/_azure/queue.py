@@ -52,9 +52,10 @@ class QueueService:
 
     @staticmethod
     def _options(retry_total: int, retry_backoff: float, timeout: float) -> dict[str, Any]:
+        backoff: Any = retry_backoff  # the SDK accepts a float; its stub says int
         return {
             "retry_policy": ExponentialRetry(
-                initial_backoff=retry_backoff,  # type: ignore[arg-type]  # float works increment_base=2, retry_total=retry_total,
+                initial_backoff=backoff, increment_base=2, retry_total=retry_total,
                 random_jitter_range=1,
             ),
             "connection_timeout": timeout,

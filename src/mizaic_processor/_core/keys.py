@@ -14,9 +14,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from mizaic_processor._core.envelope import canonical
 from mizaic_processor._core.ids import b32
 
-__all__ = [
-    "audit_key",
-    "blind_index", "controller_data_key", "index_key_context", "subject_key_context"]
+__all__ = ["audit_key", "blind_index", "subject_key_context"]
 
 
 def blind_index(index_key: bytes, controller_id: str, kind: str, normalised: str) -> str:
@@ -29,16 +27,6 @@ def blind_index(index_key: bytes, controller_id: str, kind: str, normalised: str
     """
     message = b"mizaic/v1/blind-index" + canonical(controller_id, kind, normalised)
     return b32(hmac.new(index_key, message, sha256).digest())
-
-
-def controller_data_key(controller_key: bytes, controller_id: str) -> bytes:
-    """A key for the controller's own documents (instructions, holds, requests)."""
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=b"mizaic/v1/controller-data" + canonical(controller_id),
-    ).derive(controller_key)
 
 
 def audit_key(controller_key: bytes, controller_id: str) -> bytes:
@@ -61,6 +49,3 @@ def subject_key_context(
     )
 
 
-def index_key_context(controller_id: str, index_version: int) -> bytes:
-    """Associated data binding the wrapped blind-index key to its controller."""
-    return b"mizaic/v1/index-key" + canonical(controller_id, str(index_version))
