@@ -38,10 +38,12 @@ Every parse or authentication failure raises the one opaque
 
 from __future__ import annotations
 
+import functools
 import hmac
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
@@ -91,16 +93,20 @@ def canonical(*parts: str | bytes) -> bytes:
     :param parts: strings (encoded as UTF-8) or bytes.
     :returns: the encoding, injective over sequences of parts.
     """
-    out = bytearray()
+    out = []
     for part in parts:
         raw = part.encode("utf-8") if isinstance(part, str) else part
-        out += struct.pack(">I", len(raw))
-        out += raw
-    return bytes(out)
+        out.append(len(raw).to_bytes(4, "big"))
+        out.append(raw)
+    return b"".join(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def binding(controller_id: str, record_id: str, field_path: str) -> bytes:
-    """The associated data that ties a ciphertext to its controller, record and field."""
+    """The associated data that ties a ciphertext to its controller, record and field.
+
+    Cached: the same record's fields are bound over and over on the hot path.
+    """
     return b"mizaic/v1/bind" + canonical(controller_id, record_id, field_path)
 
 
@@ -119,6 +125,7 @@ class RecordKeys:
     tag_key: bytes
     content_secret: bytes
     _aead: AESGCM = field(compare=False)
+    _tag_mac: Any = field(compare=False)
 
     def __repr__(self) -> str:
         return "RecordKeys(<redacted>)"
@@ -154,6 +161,7 @@ def derive_record_keys(
         tag_key=okm[64:96],
         content_secret=okm[96:128],
         _aead=AESGCM(field_key),
+        _tag_mac=hmac.new(okm[64:96], digestmod=sha256),
     )
 
 
@@ -162,7 +170,9 @@ def field_tag(keys: RecordKeys, field_name: str) -> str:
 
     Field names can themselves be clinical (``hiv_status``), so storage never sees them.
     """
-    digest = hmac.new(keys.tag_key, field_name.encode("utf-8"), sha256).digest()
+    mac = keys._tag_mac.copy()
+    mac.update(field_name.encode("utf-8"))
+    digest: bytes = mac.digest()
     return digest[:16].hex()
 
 
@@ -220,14 +230,22 @@ def decrypt_field(
 
     :raises IntegrityError: on any malformed, moved, altered or wrongly keyed envelope.
     """
-    if not isinstance(envelope, bytes | bytearray | memoryview):
+    if not isinstance(envelope, bytes):
+        if not isinstance(envelope, bytearray | memoryview):
+            raise _fail()
+        envelope = bytes(envelope)
+    if len(envelope) < FIELD_HEADER_BYTES + TAG_BYTES:
         raise _fail()
-    envelope = bytes(envelope)
-    head = parse_field_header(envelope)
-    _m, _v, _k, _s, _skid, _kv, commitment, nonce = _FIELD_HEADER.unpack_from(envelope)
+    magic, version, kind, suite, skid, key_version, commitment, nonce = (
+        _FIELD_HEADER.unpack_from(envelope)
+    )
     if (
-        head.skid != keys.skid
-        or head.key_version != keys.key_version
+        magic != MAGIC
+        or version != FORMAT_VERSION
+        or kind != KIND_FIELD
+        or suite != SUITE_V1
+        or skid != keys.skid
+        or key_version != keys.key_version
         or not hmac.compare_digest(commitment, keys.commitment)
     ):
         raise _fail()

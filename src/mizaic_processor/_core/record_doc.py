@@ -97,7 +97,10 @@ def fields_digest(fields: Mapping[str, bytes]) -> str:
     field, drop a field, or add one, without the read failing."""
     digest = hashlib.sha256(b"mizaic/v1/fields")
     for tag in sorted(fields):
-        digest.update(envelope.canonical(tag, fields[tag]))
+        raw = tag.encode("utf-8")
+        env = fields[tag]
+        digest.update(len(raw).to_bytes(4, "big") + raw + len(env).to_bytes(4, "big"))
+        digest.update(env)
     return digest.hexdigest()
 
 
