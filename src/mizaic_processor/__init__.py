@@ -9,7 +9,7 @@ from mizaic_processor._azure.keyvault import KeyVaultKeyring
 from mizaic_processor._content import ContentReader
 from mizaic_processor._destruction import DestructionEvidence
 from mizaic_processor._ledger import Hold, Instruction
-from mizaic_processor._subject_ops import ErasureReport, ExportSummary
+from mizaic_processor._subject_ops import Disclosure, ErasureReport, ExportSummary
 from mizaic_processor.audit import AuditEvent, AuditReport, AuditTrail
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -29,6 +29,7 @@ from mizaic_processor.errors import (
     StorageError,
 )
 from mizaic_processor.keyring import Keyring, LocalKeyring, WrappedKey
+from mizaic_processor.keys import KeyRotation, RotationReport
 from mizaic_processor.models import (
     Actor,
     ContentInfo,
@@ -101,6 +102,7 @@ __all__ = [
     "DeliveryReport",
     "DestructionEvidence",
     "DestructionReport",
+    "Disclosure",
     "ErasureReport",
     "ExportSummary",
     "Fulfilment",
@@ -111,6 +113,7 @@ __all__ = [
     "IntegrityError",
     "InvalidInputError",
     "KeyManagementError",
+    "KeyRotation",
     "KeyVaultKeyring",
     "Keyring",
     "LocalKeyring",
@@ -133,6 +136,7 @@ __all__ = [
     "RetentionInstruction",
     "RetentionRule",
     "Role",
+    "RotationReport",
     "RouteInfo",
     "Settings",
     "StorageError",
