@@ -574,16 +574,19 @@ class ControllerKeys:
         return True
 
     def subject_for_write(
-        self, subject: SubjectId, *, proposed_skid: str | None = None
+        self, subject: SubjectId, *, proposed_skid: str | None = None,
+        known_missing: bool = False,
     ) -> SubjectKey:
         """The subject's key, created (with its index entry) on first use.
 
         Two writers racing to create the same subject agree: the index entry is
-        create-only, and the loser adopts the winner's key.
+        create-only, and the loser adopts the winner's key. ``known_missing`` skips the
+        lookup when the caller has just made it (the race is settled all the same).
         """
-        skid = self.find_subject(subject)
-        if skid is not None:
-            return self.subject_key(skid)
+        if not known_missing:
+            skid = self.find_subject(subject)
+            if skid is not None:
+                return self.subject_key(skid)
         new_skid = proposed_skid or ids.b32(self._random(16))
         created = SubjectKey(skid=new_skid, version=1, key=self._random(32))
         self._container.put(

@@ -304,7 +304,7 @@ class ControllerScope(InstructedOperations):
 
         def run() -> RecordRef:
             key = (
-                self._keys.subject_for_write(subject, proposed_skid=skid)
+                self._keys.subject_for_write(subject, proposed_skid=skid, known_missing=True)
                 if proposed else self._keys.subject_key(skid)
             )
             rid = record_id
