@@ -212,6 +212,9 @@ def shred_subject(scope: ControllerScope, skid: str, subject_meta: dict[str, Any
         from mizaic_processor.models import subject_from
 
         subject = subject_from(subject_meta["kind"], subject_meta["value"])
+        # every index key version held now (not just the ones this process cached), so
+        # no entry survives an index-key rotation under way elsewhere
+        scope._keys.refresh()
         indexes = scope._keys.index_names(subject)
 
     def run() -> None:

@@ -556,6 +556,14 @@ class ControllerKeys:
             except NotFoundError:
                 continue
             skid, _version = self.read_index_entry(index, stored.data)
+            try:
+                self.subject_key(skid)
+            except NotFoundError:
+                # the subject was erased (its key destroyed) but this entry survived, e.g.
+                # written under an index key the erasing process did not know yet
+                self._container.delete(INDEX_PREFIX + index, etag=stored.etag,
+                                       what="subject index entry")
+                continue
             self._index.put(index, skid)
             return skid
         return None

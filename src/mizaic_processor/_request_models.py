@@ -135,7 +135,7 @@ class ContactDetails(_Frozen):
     name: Line200 | None = Field(default=None, repr=False)
     email: Annotated[
         str, StringConstraints(strip_whitespace=True, max_length=254,
-                               pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+                               pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
     ] | None = Field(default=None, repr=False)
     phone: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=3, max_length=40,

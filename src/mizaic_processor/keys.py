@@ -119,7 +119,7 @@ class KeyRotation:
         scope = self._scope
         scope._emit("key.rewrap_pass", "U", f"controller:{scope.controller_id}")[1].wait()
         names = list(scope._container.list_names(SUBJECT_PREFIX))
-        changed = 0
+        changed = skipped = 0
         for done, name in enumerate(names, start=1):
             skid = name.removeprefix(SUBJECT_PREFIX)
             for _attempt in range(5):
@@ -130,8 +130,11 @@ class KeyRotation:
                     continue
                 except NotFoundError:
                     break
+            else:
+                skipped += 1  # kept changing under us: left for the next pass
             progress(done, len(names))
-        return RotationReport(version=version, examined=len(names), changed=changed)
+        return RotationReport(version=version, examined=len(names), changed=changed,
+                              skipped=skipped)
 
     def _old_enough(self, rotated_at: str) -> None:
         try:
@@ -162,7 +165,11 @@ class KeyRotation:
             return []
         self._old_enough(state.rotated_at)
         report = self._rewrap_pass(state.current, progress)
-        del report
+        if report.skipped:
+            raise ConflictError(
+                f"{report.skipped} subject keys could not be re-wrapped (changed "
+                "concurrently); run retire again before the old key is destroyed"
+            )
         return scope._audited(
             "key.retire_controller_keys", "D", f"controller:{scope.controller_id}",
             scope._keys.retire_controller_keys, write=True,
@@ -195,6 +202,7 @@ class KeyRotation:
         keys = scope._keys
         scope._emit("key.reindex_pass", "U", f"controller:{scope.controller_id}")[1].wait()
         names = list(scope._container.list_names(INDEX_PREFIX))
+        listed = set(names)
         changed = skipped = 0
         for done, name in enumerate(names, start=1):
             progress(done, len(names))
@@ -212,15 +220,19 @@ class KeyRotation:
                 continue
             subject = subject_from(subject_meta["kind"], subject_meta["value"])
             new_index = keys.blind_index(subject, version)
+            if INDEX_PREFIX + new_index in listed:
+                continue  # re-indexed by an earlier, interrupted pass
+            # The old entry stays until the old index key is retired: a process whose
+            # cached keys predate the rotation still finds the subject through it.
             try:
                 scope._container.put(INDEX_PREFIX + new_index,
                                      keys.index_entry(new_index, skid, version),
                                      what="subject index entry")
-            except ConflictError:
+            except ConflictError:  # re-indexed by an earlier, interrupted pass
                 existing = scope._container.get(INDEX_PREFIX + new_index).data
                 if keys.read_index_entry(new_index, existing)[0] != skid:
                     raise KeyManagementError("re-index found two keys for one subject") from None
-            scope._container.delete(name, etag=stored.etag, what="subject index entry")
+                continue
             changed += 1
         return RotationReport(version=version, examined=len(names), changed=changed,
                               skipped=skipped)
@@ -253,8 +265,24 @@ class KeyRotation:
         if len(state.index_keys) == 1:
             return []
         self._old_enough(state.index_rotated_at)
+        # entries that could not be re-indexed belong to subjects without any record:
+        # nothing is lost by dropping them with the old key
         self._reindex_pass(state.index_current, progress)
+
+        def retire() -> list[int]:
+            for name in list(scope._container.list_names(INDEX_PREFIX)):
+                try:
+                    stored = scope._container.get(name, what="subject index entry")
+                except NotFoundError:
+                    continue
+                _skid, entry_version = scope._keys.read_index_entry(
+                    name.removeprefix(INDEX_PREFIX), stored.data
+                )
+                if entry_version != state.index_current:
+                    scope._container.delete(name, etag=stored.etag, what="subject index entry")
+            return scope._keys.retire_index_keys()
+
         return scope._audited(
-            "key.retire_index_keys", "D", f"controller:{scope.controller_id}",
-            scope._keys.retire_index_keys, write=True,
+            "key.retire_index_keys", "D", f"controller:{scope.controller_id}", retire,
+            write=True,
         )

@@ -99,7 +99,10 @@ def uk_day(moment: datetime) -> date:
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ClockError("a moment of receipt must be timezone-aware")
-    return moment.astimezone(ZoneInfo(_UK_ZONE)).date()
+    try:
+        return moment.astimezone(ZoneInfo(_UK_ZONE)).date()
+    except OverflowError:
+        raise ClockError("the moment is outside the supported calendar range") from None
 
 
 def add_calendar_months(d: date, n: int) -> date:
