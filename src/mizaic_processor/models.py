@@ -143,6 +143,14 @@ def describe_validation_error(exc: ValidationError) -> str:
         # (field names, nested JSON keys), which can be clinical.
         loc = str(err["loc"][0]) if err["loc"] else "input"
         kind = str(err.get("type", "invalid"))
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidInputError):
+            # a nested model's own validation: its message already names fields only
+            detail = str(cause).removeprefix("invalid input: ")
+            part = detail if not err["loc"] else f"{loc}: {detail}"
+            if part not in parts:
+                parts.append(part)
+            continue
         if kind == "value_error":
             kind = "invalid value"
         part = f"{loc}: {kind.replace('_', ' ')}"
