@@ -66,8 +66,7 @@ def run(cfg: Config) -> ScenarioResult:
                 "version": 1,
                 "content_id": None,
             }
-            if hasattr(record_doc, "fields_digest"):  # the sealed meta binds every envelope
-                meta["fields_digest"] = record_doc.fields_digest(envs)
+            meta["fields_digest"] = record_doc.fields_digest(envs)  # binds every envelope
             sealed = record_doc.encrypt_meta(
                 keys, meta, controller_id=CONTROLLER, record_id=rid, nonce=_nonce()
             )
@@ -83,7 +82,7 @@ def run(cfg: Config) -> ScenarioResult:
             keys = derive(rid)
             meta = record_doc.decrypt_meta(keys, doc, controller_id=CONTROLLER, record_id=rid)
             values = record_doc.decrypt_fields(
-                keys, doc, meta["names"], controller_id=CONTROLLER, record_id=rid
+                keys, doc, meta, None, controller_id=CONTROLLER, record_id=rid
             )
             if len(values) != len(fields):
                 raise AssertionError("lost a field")

@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mizaic_processor._progress import ProgressBar
+from mizaic_processor.cli import add_json_flag
 from mizaic_processor.errors import AuditTamperedError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def register(groups: Any) -> None:
     audit = groups.add_parser("audit", help="verify and export the audit trail")
     commands = audit.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser("verify", help="verify every chain and checkpoint")
-    verify.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(verify)
     verify.set_defaults(handler=_verify)
     export = commands.add_parser("export", help="export the trail (FHIR AuditEvent + verifier)")
     export.add_argument("directory", help="where to write the export")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mizaic_processor._core.deadlines import WaitingFor
+from mizaic_processor.cli import add_json_flag
 from mizaic_processor.errors import InvalidInputError
 from mizaic_processor.models import HospitalNumber, NHSNumber
 
@@ -62,26 +63,26 @@ def register(groups: Any) -> None:
                        help="open requests due within N days")
     which.add_argument("--overdue", action="store_true", help="open requests past due")
     list_.add_argument("--as-of", type=_date, metavar="YYYY-MM-DD", help="evaluate on a day")
-    _json_flag(list_)
+    add_json_flag(list_)
     list_.set_defaults(handler=_list)
 
     show = commands.add_parser("show", help="one request, with the requester's details")
     show.add_argument("request_id")
-    _json_flag(show)
+    add_json_flag(show)
     show.set_defaults(handler=_show)
 
     ack = commands.add_parser("acknowledge", help="acknowledge a request")
     ack.add_argument("request_id")
     _subject_flags(ack, required=False,
                    help_text="the subject identified (access: holds their data until closed)")
-    _json_flag(ack)
+    add_json_flag(ack)
     ack.set_defaults(handler=_acknowledge)
 
     pause = commands.add_parser("pause", help="stop the clock: identity, a fee or clarification")
     pause.add_argument("request_id")
     pause.add_argument("--waiting-for", required=True, choices=_WAITING)
     pause.add_argument("--on", type=_date, metavar="YYYY-MM-DD", help="the day asked (today)")
-    _json_flag(pause)
+    add_json_flag(pause)
     pause.set_defaults(handler=_pause)
 
     resume = commands.add_parser("resume", help="restart the clock: what was asked arrived")
@@ -89,7 +90,7 @@ def register(groups: Any) -> None:
     resume.add_argument("--received", choices=_WAITING,
                         help="what arrived (needed only when several are awaited)")
     resume.add_argument("--on", type=_date, metavar="YYYY-MM-DD", help="the day it arrived")
-    _json_flag(resume)
+    add_json_flag(resume)
     resume.set_defaults(handler=_resume)
 
     extend = commands.add_parser("extend", help="extend the time limit by 1 or 2 months")
@@ -97,7 +98,7 @@ def register(groups: Any) -> None:
     extend.add_argument("--months", required=True, type=int, choices=(1, 2))
     extend.add_argument("--reason", required=True, metavar="TEXT")
     extend.add_argument("--on", type=_date, metavar="YYYY-MM-DD", help="the day decided")
-    _json_flag(extend)
+    add_json_flag(extend)
     extend.set_defaults(handler=_extend)
 
     instruct = commands.add_parser(
@@ -118,7 +119,7 @@ def register(groups: Any) -> None:
                           dest="set_fields", help="rectification: a corrected field")
     instruct.add_argument("--remove", action="append", default=[], metavar="NAME",
                           dest="remove_fields", help="rectification: a field to remove")
-    _json_flag(instruct)
+    add_json_flag(instruct)
     instruct.set_defaults(handler=_instruct)
 
     export = commands.add_parser(
@@ -129,24 +130,20 @@ def register(groups: Any) -> None:
     export.add_argument("--output", required=True, type=Path, metavar="FILE",
                         help="the ZIP to create (never overwritten)")
     export.add_argument("--note", metavar="TEXT", help="the instruction's note (sealed)")
-    _json_flag(export)
+    add_json_flag(export)
     export.set_defaults(handler=_export)
 
     complete = commands.add_parser("complete", help="close a request as completed")
     complete.add_argument("request_id")
     complete.add_argument("--note", metavar="TEXT")
-    _json_flag(complete)
+    add_json_flag(complete)
     complete.set_defaults(handler=_complete)
 
     refuse = commands.add_parser("refuse", help="close a request as refused")
     refuse.add_argument("request_id")
     refuse.add_argument("--reason", required=True, metavar="TEXT")
-    _json_flag(refuse)
+    add_json_flag(refuse)
     refuse.set_defaults(handler=_refuse)
-
-
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
 def _subject_flags(parser: argparse.ArgumentParser, *, required: bool, help_text: str) -> None:

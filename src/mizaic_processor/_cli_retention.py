@@ -31,6 +31,7 @@ from mizaic_processor._core.retention import (
 )
 from mizaic_processor._ledger import Hold
 from mizaic_processor._progress import ProgressBar
+from mizaic_processor.cli import add_json_flag
 from mizaic_processor.errors import InvalidInputError
 from mizaic_processor.models import HospitalNumber, NHSNumber
 from mizaic_processor.retention import (
@@ -80,7 +81,7 @@ def register(groups: Any) -> None:
 
     show = commands.add_parser("show", help="the current instruction of each category")
     show.add_argument("category", nargs="?", help="one category (default: all)")
-    _json_flag(show)
+    add_json_flag(show)
     show.set_defaults(handler=_show)
 
     set_ = commands.add_parser(
@@ -103,18 +104,18 @@ def register(groups: Any) -> None:
                       help="a RetentionRule as JSON ('-' reads standard input)")
     set_.add_argument("--override-reason", metavar="TEXT",
                       help="required when the instruction is shorter than the Code's minimum")
-    _json_flag(set_)
+    add_json_flag(set_)
     set_.set_defaults(handler=_set)
 
     adopt = commands.add_parser("adopt-preset", help="adopt a named retention schedule")
     adopt.add_argument("preset", nargs="?", default=DEFAULT_PRESET,
                        help=f"one of: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
-    _json_flag(adopt)
+    add_json_flag(adopt)
     adopt.set_defaults(handler=_adopt)
 
     history = commands.add_parser("history", help="every version of the instructions")
     history.add_argument("category", nargs="?", help="one category (default: all)")
-    _json_flag(history)
+    add_json_flag(history)
     history.set_defaults(handler=_history)
 
     recompute = commands.add_parser(
@@ -128,7 +129,7 @@ def register(groups: Any) -> None:
     appraise = commands.add_parser("appraise", help="list what is due, held, or uninstructed")
     appraise.add_argument("--as-of", required=True, metavar="YYYY-MM-DD",
                           help="the day to appraise on")
-    _json_flag(appraise)
+    add_json_flag(appraise)
     appraise.set_defaults(handler=_appraise)
 
     approve = commands.add_parser("approve", help="approve destroying an appraisal's records")
@@ -136,7 +137,7 @@ def register(groups: Any) -> None:
     approve.add_argument("--record", action="append", default=None, metavar="ID",
                          dest="records", help="approve only these records (repeatable)")
     approve.add_argument("--note", metavar="TEXT", help="a note kept with the instruction")
-    _json_flag(approve)
+    add_json_flag(approve)
     approve.set_defaults(handler=_approve)
 
     destroy = commands.add_parser("destroy", help="destroy what an appraisal approved")
@@ -145,12 +146,12 @@ def register(groups: Any) -> None:
                          help="this worker's shard, 0..N-1 (with --shards)")
     destroy.add_argument("--shards", type=str, default=None, metavar="N",
                          help="how many workers share the appraisal")
-    _json_flag(destroy)
+    add_json_flag(destroy)
     destroy.set_defaults(handler=_destroy)
 
     evidence = commands.add_parser("evidence", help="destruction evidence")
     evidence.add_argument("--appraisal", metavar="ID", help="only this appraisal's")
-    _json_flag(evidence)
+    add_json_flag(evidence)
     evidence.set_defaults(handler=_evidence)
 
 
@@ -161,7 +162,7 @@ def _register_holds(commands: Any) -> None:
 
     list_ = sub.add_parser("list", help="holds in force (--all: released ones too)")
     list_.add_argument("--all", action="store_true", help="include released holds")
-    _json_flag(list_)
+    add_json_flag(list_)
     list_.set_defaults(handler=_holds_list)
 
     place = sub.add_parser("place", help="place a hold")
@@ -176,18 +177,14 @@ def _register_holds(commands: Any) -> None:
     target.add_argument("--whole-controller", action="store_true",
                         help="every record of the controller")
     place.add_argument("--request-id", metavar="ID", help="the subject request it protects")
-    _json_flag(place)
+    add_json_flag(place)
     place.set_defaults(handler=_holds_place)
 
     release = sub.add_parser("release", help="release a hold")
     release.add_argument("hold_id")
     release.add_argument("--reason", required=True, metavar="TEXT")
-    _json_flag(release)
+    add_json_flag(release)
     release.set_defaults(handler=_holds_release)
-
-
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
 # -- formatting --------------------------------------------------------------------------

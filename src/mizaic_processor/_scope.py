@@ -484,7 +484,7 @@ class ControllerScope(InstructedOperations):
             )
         )
         meta["names"] = sorted(
-            (set(self._all_field_names(keys, doc, meta)) - set(removed)) | set(data.fields)
+            (set(record_doc.listed_names(meta, doc)) - set(removed)) | set(data.fields)
         )
         merged_events = dict(meta.get("events", {}))
         merged_events.update({k: v.isoformat() for k, v in data.events.items()})
@@ -552,29 +552,24 @@ class ControllerScope(InstructedOperations):
             "record.read", "R", record_id, lambda: self._get(record_id, wanted), write=False
         )
 
-    def _get(self, record_id: str, wanted: list[str] | None) -> Record:
-        key, doc, etag = self._load(record_id)
+    def _get(self, record_id: str, wanted: list[str] | None, *, for_admin: bool = False
+             ) -> Record:
+        key, doc, etag = self._load(record_id, for_admin=for_admin)
+        return self._decrypt_record(key, record_id, doc, etag, wanted)
+
+    def _decrypt_record(
+        self, key: SubjectKey, record_id: str, doc: record_doc.RecordDoc, etag: str,
+        wanted: list[str] | None = None,
+    ) -> Record:
+        """Verify the sealed meta, decrypt the wanted (or all) fields, build the Record."""
         keys = self._record_keys(key, record_id)
         meta = record_doc.decrypt_meta(
             keys, doc, controller_id=self.controller_id, record_id=record_id
         )
-        listed = self._all_field_names(keys, doc, meta)
-        names = wanted if wanted is not None else listed
         values = record_doc.decrypt_fields(
-            keys, doc, names, controller_id=self.controller_id, record_id=record_id,
-            present=frozenset(listed),
+            keys, doc, meta, wanted, controller_id=self.controller_id, record_id=record_id
         )
         return self._to_record(record_id, doc, meta, values, etag)
-
-    def _all_field_names(
-        self, keys: envelope.RecordKeys, doc: record_doc.RecordDoc, meta: dict[str, Any]
-    ) -> list[str]:
-        names = meta.get("names")
-        if not isinstance(names, list):
-            raise IntegrityError("stored data failed integrity verification")
-        if {envelope.field_tag(keys, str(n)) for n in names} != set(doc.fields):
-            raise IntegrityError("stored data failed integrity verification")
-        return [str(n) for n in names]
 
     def _to_record(
         self,

@@ -220,20 +220,10 @@ class InstructedOperations:
 
         def run() -> list[Record]:
             key = scope._keys.subject_key(ids.skid_of_record(record_id))
-            keys = scope._record_keys(key, record_id)
-            out = []
-            for _version, data in _subject_ops.history_versions(scope, record_id):
-                doc = record_doc.decode(data)
-                meta = record_doc.decrypt_meta(
-                    keys, doc, controller_id=scope.controller_id, record_id=record_id
-                )
-                listed = scope._all_field_names(keys, doc, meta)
-                values = record_doc.decrypt_fields(
-                    keys, doc, listed, controller_id=scope.controller_id,
-                    record_id=record_id, present=frozenset(listed),
-                )
-                out.append(scope._to_record(record_id, doc, meta, values, ""))
-            return out
+            return [
+                scope._decrypt_record(key, record_id, record_doc.decode(data), "")
+                for _version, data in _subject_ops.history_versions(scope, record_id)
+            ]
 
         return scope._audited("record.history", "R", record_id, run, write=False)
 
@@ -263,17 +253,7 @@ class InstructedOperations:
 
     def _read_for_export(self, record_id: str) -> Record:
         scope = cast("ControllerScope", self)
-        key, doc, etag = scope._load(record_id, for_admin=True)
-        keys = scope._record_keys(key, record_id)
-        meta = record_doc.decrypt_meta(
-            keys, doc, controller_id=scope.controller_id, record_id=record_id
-        )
-        listed = scope._all_field_names(keys, doc, meta)
-        values = record_doc.decrypt_fields(
-            keys, doc, listed, controller_id=scope.controller_id, record_id=record_id,
-            present=frozenset(listed),
-        )
-        return scope._to_record(record_id, doc, meta, values, etag)
+        return scope._get(record_id, None, for_admin=True)
 
     def _open_for_export(self, record_id: str) -> ContentReader:
         scope = cast("ControllerScope", self)

@@ -64,6 +64,11 @@ class Context:
             self._processor.close()
 
 
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """Give a command the shared ``--json`` option (machine-readable output)."""
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command group registered."""
     parser = argparse.ArgumentParser(

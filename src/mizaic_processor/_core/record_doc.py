@@ -180,23 +180,43 @@ def decrypt_meta(
     return meta
 
 
+def listed_names(meta: dict[str, Any], doc: RecordDoc) -> list[str]:
+    """The field names the sealed meta document lists for this record.
+
+    The meta's digest already binds the exact set of envelopes; a count mismatch here
+    is a cheap second check that costs no cryptography.
+
+    :raises IntegrityError: if the list is malformed or does not match the envelopes.
+    """
+    names = meta.get("names")
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(doc.fields)
+    ):
+        raise _integrity()
+    return names
+
+
 def decrypt_fields(
     keys: RecordKeys,
     doc: RecordDoc,
-    names: Iterable[str],
+    meta: dict[str, Any],
+    wanted: Iterable[str] | None,
     *,
     controller_id: str,
     record_id: str,
-    present: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Decrypt the named fields only; names absent from the record are skipped.
+    """Decrypt every listed field, or only the ``wanted`` ones (names the record does
+    not have are skipped). Each field's keyed tag is computed once.
 
-    :param present: the field names the authenticated meta document lists: a listed
-        field whose envelope is missing from storage is an integrity failure.
-    :raises IntegrityError: if a field fails verification or was removed.
+    :raises IntegrityError: if a field fails verification, or a field the sealed meta
+        lists has no envelope.
     """
+    listed = listed_names(meta, doc)
+    present = set(listed)
     out: dict[str, Any] = {}
-    for name in names:
+    for name in listed if wanted is None else wanted:
         env = doc.fields.get(envelope.field_tag(keys, name))
         if env is None:
             if name in present:
