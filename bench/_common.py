@@ -40,7 +40,8 @@ SERVICE = Actor.service("svc-bench")
 ADMIN = Actor.controller_admin("dpo-bench@trust.example")
 REGION = "uksouth"
 POOL_SIZE = 64
-THREAD_POOL_NOTE = "(thread pool; no bulk API yet)"
+BULK_NOTE = "ours through the bulk API (create_records / get_records)"
+THREAD_POOL_NOTE = "(thread pool over the per-record API)"
 
 
 # -- configuration -----------------------------------------------------------------------

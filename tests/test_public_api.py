@@ -16,6 +16,7 @@ EXPECTED = {
     "ErasureReport", "ExportSummary", "Fulfilment", "Hold", "HoldError", "HospitalNumber",
     "Instruction", "IntegrityError", "InvalidInputError", "KeyManagementError",
     "KeyRotation", "KeyVaultKeyring", "Keyring", "LocalKeyring", "MizaicError", "NHSNumber",
+    "NewRecord", "PartialFailureError",
     "NotFoundError", "Processor", "QueueRoute", "Receipt", "Record", "RecordRef",
     "RequestDesk", "RequestDetails", "RequestKind", "RequestStatus", "RequestSummary",
     "ResidencyError", "RestrictedError", "Retention", "RetentionInstruction", "RetentionRule",

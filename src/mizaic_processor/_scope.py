@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, TypeVar, get_args
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, get_args
 
 from pydantic import ValidationError
 
@@ -24,6 +24,7 @@ from mizaic_processor._core import envelope, ids, record_doc
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._keystore import ControllerKeys, SubjectKey
 from mizaic_processor._ledger import InstructionAction, Ledger
+from mizaic_processor._scope_bulk import BulkOperations
 from mizaic_processor._scope_instructed import InstructedOperations
 from mizaic_processor._validation import (
     RecordInput,
@@ -75,6 +76,15 @@ _INSTRUCTION_ACTIONS = frozenset(get_args(InstructionAction))
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
 
+
+class _NewRecord(NamedTuple):
+    """A validated new record, ready to write."""
+
+    subject: SubjectId
+    data: RecordInput
+    content: Any
+    content_type: str | None
+
 # HL7 v3 ActReason codes recorded as the audit event's purposeOfEvent, by role.
 _DEFAULT_PURPOSE = {
     Role.SERVICE: "TREAT",
@@ -112,7 +122,7 @@ def make_event(
     return event
 
 
-class ControllerScope(InstructedOperations):
+class ControllerScope(BulkOperations, InstructedOperations):
     """One controller's data, as seen by one actor. Obtain it from :meth:`Processor.tenant`.
 
     Every method validates its input before any I/O, checks the actor's role, and
@@ -292,9 +302,23 @@ class ControllerScope(InstructedOperations):
         :raises StorageError: if Azure Storage fails; no record is then visible.
         """
         self._require(_CARE_ROLES, "write records")
-        subject = check_subject(subject)
+        return self._create(self._prepare_create(
+            subject, category, fields, events, content, content_type
+        ))
+
+    @staticmethod
+    def _prepare_create(
+        subject: object, category: object, fields: object, events: object,
+        content: object, content_type: object,
+    ) -> _NewRecord:
+        """Validate one new record (no I/O)."""
+        checked = check_subject(subject)
         data = validate_input(category, fields or {}, events or {})
-        content_type = check_content(content, content_type)
+        return _NewRecord(checked, data, content, check_content(content, content_type))
+
+    def _create(self, new: _NewRecord) -> RecordRef:
+        """Create one validated record: an audited write (the event is durable first)."""
+        subject, data = new.subject, new.data
         skid = self._keys.find_subject(subject)
         proposed = skid is None
         if skid is None:
@@ -328,8 +352,8 @@ class ControllerScope(InstructedOperations):
                     "created_at": now.isoformat(),
                     "updated_at": now.isoformat(),
                 },
-                content=content,
-                content_type=content_type,
+                content=new.content,
+                content_type=new.content_type,
                 etag=None,
             )
 

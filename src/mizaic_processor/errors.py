@@ -25,6 +25,8 @@ layer below are translated at the one adapter that talks to it, with ``raise ...
      ├── KeyManagementError         a keyring could not create, wrap or unwrap a key
      ├── AuditError                 the audit event could not be recorded, so the
      │                              operation was not carried out
+     ├── PartialFailureError        some items of a bulk operation failed, the others
+     │                              were carried out (which, and why, is attached)
      └── StorageError               Azure Storage failed (after the SDK's retries)
 
 Messages never contain a patient identifier, a field value or key material: they name
@@ -32,6 +34,9 @@ opaque ids (controller id, record id) and what went wrong, nothing more.
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AccessDeniedError",
@@ -46,6 +51,7 @@ __all__ = [
     "KeyManagementError",
     "MizaicError",
     "NotFoundError",
+    "PartialFailureError",
     "ResidencyError",
     "RestrictedError",
     "StorageError",
@@ -129,6 +135,23 @@ class KeyManagementError(MizaicError):
 
 class AuditError(MizaicError):
     """The audit event could not be recorded; the operation was not carried out."""
+
+
+class PartialFailureError(MizaicError):
+    """Some items of a bulk operation failed; every other item was carried out.
+
+    ``results[i]`` is item ``i``'s result, or ``None`` if it failed; ``errors`` maps the
+    position of each failed item to its error (a :class:`MizaicError`). Each item is its
+    own audited operation, so a failed item changed nothing: re-submit just the failed
+    positions to finish. The message gives counts and error kinds only.
+    """
+
+    def __init__(self, results: Sequence[object], errors: Mapping[int, MizaicError]) -> None:
+        kinds = Counter(type(exc).__name__ for exc in errors.values())
+        summary = ", ".join(f"{name} x{count}" for name, count in sorted(kinds.items()))
+        super().__init__(f"{len(errors)} of {len(results)} items failed ({summary})")
+        self.results: tuple[object, ...] = tuple(results)
+        self.errors: dict[int, MizaicError] = dict(sorted(errors.items()))
 
 
 class StorageError(MizaicError):

@@ -8,8 +8,10 @@ data (subject identifiers, field values, dated events) is hidden from ``repr()``
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import IO, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -31,6 +33,7 @@ __all__ = [
     "Controller",
     "HospitalNumber",
     "NHSNumber",
+    "NewRecord",
     "Record",
     "RecordRef",
     "Region",
@@ -239,6 +242,28 @@ class Controller(_Frozen):
     container: str
     created_at: dt.datetime
     created_by: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class NewRecord:
+    """One record to store with :meth:`ControllerScope.create_records` (the bulk form of
+    :meth:`~ControllerScope.create_record`, whose parameters these are).
+
+    It is checked only when handed to ``create_records``, all items before any I/O.
+    ``repr()`` and ``str()`` show nothing of the subject, fields, events or content.
+    """
+
+    subject: SubjectId
+    category: str
+    fields: Mapping[str, Any] | None = None
+    events: Mapping[str, dt.date] | None = None
+    content: bytes | IO[bytes] | None = None
+    content_type: str | None = None
+
+    def __repr__(self) -> str:
+        return "NewRecord(<hidden>)"
+
+    __str__ = __repr__
 
 
 class RecordRef(_Frozen):

@@ -7,10 +7,12 @@ stream, list by prefix, find by tags, delete, append) and translates every
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 from azure.core import MatchConditions
@@ -24,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
+from requests.sessions import merge_setting
 
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -66,6 +69,42 @@ class StoredBlob:
     etag: str
 
 
+class _Session(requests.Session):
+    """A requests session that reads proxy and CA settings from the environment once per
+    host, not once per request (``requests`` re-scans the whole environment on every
+    request, a large share of a small blob operation's CPU). The environment is read
+    when a host is first used; later changes to it are not picked up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._env_lock = threading.Lock()
+        self._env: dict[tuple[str, str], tuple[dict[str, str], Any]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if not self.trust_env or proxies or verify not in (None, True):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(str(url))
+        host = (parts.scheme, parts.netloc)
+        with self._env_lock:
+            found = self._env.get(host)
+            if found is None:
+                env_verify = (
+                    os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                    or verify
+                )
+                found = (dict(requests.utils.get_environ_proxies(str(url))), env_verify)
+                self._env[host] = found
+        env_proxies, env_verify = found
+        return {
+            "proxies": merge_setting(dict(env_proxies), self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(env_verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
+
+
 class RequestCounter:
     """Counts HTTP responses from Azure Storage (each attempt of a retry, each page)."""
 
@@ -95,7 +134,7 @@ class BlobStore:
         *, retry_total: int, retry_backoff: float, pool_size: int, timeout: float
     ) -> dict[str, Any]:
         backoff: Any = retry_backoff
-        session = requests.Session()
+        session = _Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -1,0 +1,192 @@
+"""Bulk reads and writes of a controller scope: many records, concurrently.
+
+Each item is still one audited operation with the same guarantees as its single form
+(a write runs only once its event is durable; a read is handed out only once its event
+is durable). Running many at once lets the audit writer's group commit put many events
+in one append, so an item costs about one storage request. Mixed into
+:class:`~mizaic_processor.ControllerScope`.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from mizaic_processor._core import ids
+from mizaic_processor._progress import Progress, no_progress
+from mizaic_processor.errors import InvalidInputError, MizaicError, PartialFailureError
+from mizaic_processor.models import NewRecord, Record, RecordRef, Role
+
+if TYPE_CHECKING:
+    from mizaic_processor._scope import ControllerScope, _NewRecord
+
+__all__ = ["MAX_CONCURRENCY", "BulkOperations"]
+
+MAX_CONCURRENCY = 64
+_CARE_ROLES = frozenset({Role.SERVICE, Role.CONTROLLER_ADMIN})
+_R = TypeVar("_R")
+
+
+def _check_concurrency(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidInputError(f"max_concurrency must be an integer from 1 to {MAX_CONCURRENCY}")
+    return value
+
+
+def _items(values: object, what: str) -> list[object]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidInputError(f"{what} must be an iterable")
+    return list(values)
+
+
+class BulkOperations:
+    """Bulk forms of create and read. Mixed into ControllerScope."""
+
+    def create_records(
+        self,
+        records: Iterable[NewRecord],
+        *,
+        max_concurrency: int = 8,
+        progress: Progress = no_progress,
+    ) -> list[RecordRef]:
+        """Store many new records, up to ``max_concurrency`` at a time.
+
+        Every item is validated before any I/O: one bad item means nothing is written.
+        Each record is then created exactly as :meth:`create_record` would create it
+        (audited first, encrypted under its subject's key); a subject's first record
+        creates the subject's key before its other records start, so they never race.
+
+        :param records: :class:`~mizaic_processor.NewRecord` items.
+        :param max_concurrency: operations in flight, 1 to 64.
+        :param progress: called as ``progress(done, total)`` in the calling thread.
+        :returns: one :class:`RecordRef` per item, in the order given.
+        :raises InvalidInputError: if any item (named by its position) is invalid, before
+            any I/O; nothing is written.
+        :raises AccessDeniedError: if the actor may not write records.
+        :raises PartialFailureError: if some items failed; the others were stored, and
+            ``results`` holds their refs (``None`` where an item failed).
+        """
+        scope = self._scope()
+        scope._require(_CARE_ROLES, "write records")
+        workers = _check_concurrency(max_concurrency)
+        prepared: list[_NewRecord] = []
+        for position, item in enumerate(_items(records, "records")):
+            if not isinstance(item, NewRecord):
+                raise InvalidInputError(f"records[{position}]: not a NewRecord")
+            try:
+                prepared.append(scope._prepare_create(
+                    item.subject, item.category, item.fields, item.events, item.content,
+                    item.content_type,
+                ))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"records[{position}]: {exc}") from None
+        by_subject: dict[tuple[str, str], list[int]] = {}
+        for position, new in enumerate(prepared):
+            by_subject.setdefault((new.subject.kind, new.subject.value), []).append(position)
+        # A subject's first record goes first (it may create the subject's key); its
+        # other records follow it, concurrently with each other.
+        return _run_grouped(
+            list(by_subject.values()), len(prepared),
+            lambda position: scope._create(prepared[position]), workers, progress,
+        )
+
+    def get_records(
+        self,
+        record_ids: Iterable[str],
+        *,
+        fields: Sequence[str] | None = None,
+        max_concurrency: int = 8,
+        progress: Progress = no_progress,
+    ) -> list[Record]:
+        """Read many records, up to ``max_concurrency`` at a time.
+
+        Each read is exactly :meth:`get_record` (``fields`` applies to every record):
+        decrypted and verified, handed out only once its audit event is durable.
+
+        :param max_concurrency: reads in flight, 1 to 64.
+        :param progress: called as ``progress(done, total)`` in the calling thread.
+        :returns: one :class:`Record` per id, in the order given.
+        :raises InvalidInputError: if an id (named by its position) or a field name is
+            malformed, before any I/O.
+        :raises AccessDeniedError: if the actor may not read records.
+        :raises PartialFailureError: if some reads failed (not found, restricted,
+            integrity); ``results`` holds the records read (``None`` where one failed).
+        """
+        scope = self._scope()
+        scope._require(_CARE_ROLES, "read records")
+        workers = _check_concurrency(max_concurrency)
+        checked: list[str] = []
+        for position, value in enumerate(_items(record_ids, "record_ids")):
+            try:
+                checked.append(ids.record_id(value))
+            except InvalidInputError:
+                raise InvalidInputError(f"record_ids[{position}]: invalid record id") from None
+        wanted: list[str] | None = None
+        if fields is not None:
+            if isinstance(fields, str) or not isinstance(fields, Sequence):
+                raise InvalidInputError("fields must be a sequence of field names")
+            wanted = [ids.field_name(name) for name in fields]
+
+        def read(position: int) -> Record:
+            record_id = checked[position]
+            return scope._audited(
+                "record.read", "R", record_id, lambda: scope._get(record_id, wanted),
+                write=False,
+            )
+
+        return _run_grouped(
+            [[position] for position in range(len(checked))], len(checked), read, workers,
+            progress,
+        )
+
+    def _scope(self) -> ControllerScope:
+        return cast("ControllerScope", self)
+
+
+def _run_grouped(
+    groups: list[list[int]],
+    total: int,
+    run: Callable[[int], _R],
+    workers: int,
+    progress: Progress,
+) -> list[_R]:
+    """Run ``run(position)`` for every position on a pool of ``workers`` threads.
+
+    Each group's first position runs before the group's others, which then run
+    concurrently. Library errors are collected per position (raised together as
+    :class:`PartialFailureError`); anything else is a bug and is re-raised as is.
+    """
+    results: list[_R | None] = [None] * total
+    errors: dict[int, MizaicError] = {}
+    crashes: list[BaseException] = []
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mizaic-bulk") as pool:
+
+        def one(position: int) -> None:
+            try:
+                results[position] = run(position)
+            except MizaicError as exc:
+                errors[position] = exc
+            except BaseException as exc:  # a bug: surface it, do not file it as a failure
+                crashes.append(exc)
+            finally:
+                finished.put(position)
+
+        def group(positions: list[int]) -> None:
+            one(positions[0])
+            for position in positions[1:]:
+                pool.submit(one, position)
+
+        for positions in groups:
+            pool.submit(group, positions)
+        for done in range(1, total + 1):
+            finished.get()
+            progress(done, total)
+    if crashes:
+        raise crashes[0]
+    if errors:
+        raise PartialFailureError(results, errors)
+    return [result for result in results if result is not None]
