@@ -10,6 +10,7 @@ in one append, so an item costs about one storage request. Mixed into
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -60,13 +61,18 @@ class BulkOperations:
 
         :param records: :class:`~mizaic_processor.NewRecord` items.
         :param max_concurrency: operations in flight, 1 to 64.
-        :param progress: called as ``progress(done, total)`` in the calling thread.
+        :param progress: called as ``progress(done, total)`` in the calling thread. If it
+            raises, no further item starts, the items in flight finish, and its exception
+            propagates (re-submit the items not stored).
         :returns: one :class:`RecordRef` per item, in the order given.
         :raises InvalidInputError: if any item (named by its position) is invalid, before
             any I/O; nothing is written.
         :raises AccessDeniedError: if the actor may not write records.
         :raises PartialFailureError: if some items failed; the others were stored, and
-            ``results`` holds their refs (``None`` where an item failed).
+            ``results`` holds their refs (``None`` where an item failed). As with
+            :meth:`create_record`, an item that failed with :class:`StorageError` may
+            have been stored all the same (its outcome is unknown): look before
+            re-submitting it.
         """
         scope = self._scope()
         scope._require(_CARE_ROLES, "write records")
@@ -106,7 +112,8 @@ class BulkOperations:
         decrypted and verified, handed out only once its audit event is durable.
 
         :param max_concurrency: reads in flight, 1 to 64.
-        :param progress: called as ``progress(done, total)`` in the calling thread.
+        :param progress: called as ``progress(done, total)`` in the calling thread; if it
+            raises, no further read starts and its exception propagates.
         :returns: one :class:`Record` per id, in the order given.
         :raises InvalidInputError: if an id (named by its position) or a field name is
             malformed, before any I/O.
@@ -162,6 +169,7 @@ def _run_grouped(
     errors: dict[int, MizaicError] = {}
     crashes: list[BaseException] = []
     finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    stopping = threading.Event()
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mizaic-bulk") as pool:
 
@@ -176,15 +184,24 @@ def _run_grouped(
                 finished.put(position)
 
         def group(positions: list[int]) -> None:
+            if stopping.is_set():
+                return
             one(positions[0])
             for position in positions[1:]:
-                pool.submit(one, position)
+                if not stopping.is_set():
+                    pool.submit(one, position)
 
         for positions in groups:
             pool.submit(group, positions)
-        for done in range(1, total + 1):
-            finished.get()
-            progress(done, total)
+        try:
+            for done in range(1, total + 1):
+                finished.get()
+                progress(done, total)
+        except BaseException:
+            # the caller's progress callback gave up: start nothing more, let the items
+            # in flight finish (leaving the pool waits for them), and pass it on
+            stopping.set()
+            raise
     if crashes:
         raise crashes[0]
     if errors:

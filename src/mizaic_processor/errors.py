@@ -142,8 +142,11 @@ class PartialFailureError(MizaicError):
 
     ``results[i]`` is item ``i``'s result, or ``None`` if it failed; ``errors`` maps the
     position of each failed item to its error (a :class:`MizaicError`). Each item is its
-    own audited operation, so a failed item changed nothing: re-submit just the failed
-    positions to finish. The message gives counts and error kinds only.
+    own audited operation with the guarantees of its single form: a failed item's record
+    was not stored, except that one failing with :class:`StorageError` may have been
+    (its outcome is unknown, as for any single write; a new subject's key may also exist
+    already). Re-submit the failed positions, after checking those. The message gives
+    counts and error kinds only.
     """
 
     def __init__(self, results: Sequence[object], errors: Mapping[int, MizaicError]) -> None:
