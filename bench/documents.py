@@ -3,7 +3,8 @@
 Ours: ``create_record`` with the 12 fields plus the document as content (encrypted in
 chunks, audit on), for subjects that already exist (concurrent: the bulk
 ``create_records(..., max_concurrency=N)``); read back with ``open_content`` (decrypt and
-verify while streaming; concurrent: a thread pool, there is no bulk streaming read). Baselines, same concurrency, same Azurite:
+verify while streaming; concurrent: a thread pool, there is no bulk streaming read).
+Baselines, same concurrency, same Azurite:
 
 - raw: ``upload_blob`` of the document bytes (no fields, no encryption), read back with
   ``download_blob(...).chunks()``;
