@@ -38,17 +38,16 @@ Every parse or authentication failure raises the one opaque
 
 from __future__ import annotations
 
-import functools
 import hmac
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mizaic_processor.errors import IntegrityError
@@ -77,8 +76,15 @@ _CONTENT_HEADER = struct.Struct(f">2sBBB{SKID_BYTES}sI{COMMIT_BYTES}s{SALT_BYTES
 _WRAPPED_HEADER = struct.Struct(f">2sBBBI{NONCE_BYTES}s")
 
 FIELD_HEADER_BYTES = _FIELD_HEADER.size
+# the field header up to (not including) the nonce: the same for every field of a record
+_FIELD_HEADER_FIXED = struct.Struct(f">2sBBB{SKID_BYTES}sI{COMMIT_BYTES}s")
+_FIELD_HEADER_FIXED_BYTES = _FIELD_HEADER_FIXED.size
+_MIN_FIELD_ENVELOPE = FIELD_HEADER_BYTES + TAG_BYTES
+_SKID_AND_VERSION = struct.Struct(f">I{SKID_BYTES}sII")  # canonical(skid, version as 4 bytes)
 CONTENT_HEADER_BYTES = _CONTENT_HEADER.size
 _CONTENT_FIELD = "$content"
+
+_SHA256 = hashes.SHA256()  # an algorithm descriptor, no state
 
 _INTEGRITY_MESSAGE = "stored data failed integrity verification"
 
@@ -101,13 +107,16 @@ def canonical(*parts: str | bytes) -> bytes:
     return b"".join(out)
 
 
-@functools.lru_cache(maxsize=65536)
+_BIND_PREFIX = b"mizaic/v1/bind"
+
+
 def binding(controller_id: str, record_id: str, field_path: str) -> bytes:
     """The associated data that ties a ciphertext to its controller, record and field.
 
-    Cached: the same record's fields are bound over and over on the hot path.
+    (Field envelopes on the record paths build the same bytes from the prefix their
+    :class:`RecordKeys` precomputed; see :func:`_field_aad`.)
     """
-    return b"mizaic/v1/bind" + canonical(controller_id, record_id, field_path)
+    return _BIND_PREFIX + canonical(controller_id, record_id, field_path)
 
 
 @dataclass(frozen=True, repr=False)
@@ -116,6 +125,12 @@ class RecordKeys:
 
     :ivar skid: the subject key id (16 bytes), carried in every envelope header.
     :ivar key_version: the subject key's version, carried in every header.
+
+    The private fields are computed once per record by :func:`derive_record_keys`, for
+    the per-field hot path: the AES-GCM cipher under the field key, an HMAC-SHA256 keyed
+    with the tag key (copied for each tag), the part of every field envelope header before
+    the nonce, and the binding prefix of the controller and record the keys were derived
+    for.
     """
 
     skid: bytes
@@ -125,7 +140,11 @@ class RecordKeys:
     tag_key: bytes
     content_secret: bytes
     _aead: AESGCM = field(compare=False)
-    _tag_mac: Any = field(compare=False)
+    _tag_mac: HMAC = field(compare=False)
+    _header_fixed: bytes = field(compare=False)
+    _controller_id: str = field(compare=False)
+    _record_id: str = field(compare=False)
+    _bind_prefix: bytes = field(compare=False)
 
     def __repr__(self) -> str:
         return "RecordKeys(<redacted>)"
@@ -145,35 +164,78 @@ def derive_record_keys(
     """
     if len(subject_key) != KEY_BYTES or len(skid) != SKID_BYTES:
         raise _fail()
-    okm = HKDF(
-        algorithm=hashes.SHA256(),
-        length=4 * KEY_BYTES,
-        salt=None,
-        info=b"mizaic/v1/record-keys"
-        + canonical(controller_id, skid, struct.pack(">I", key_version), record_id),
-    ).derive(subject_key)
+    controller = canonical(controller_id)
+    record = canonical(record_id)
+    # b"mizaic/v1/record-keys" + canonical(controller_id, skid, version (4 bytes), record_id)
+    info = b"".join((
+        b"mizaic/v1/record-keys",
+        controller,
+        _SKID_AND_VERSION.pack(SKID_BYTES, skid, 4, key_version),
+        record,
+    ))
+    okm = HKDF(algorithm=_SHA256, length=4 * KEY_BYTES, salt=None, info=info).derive(
+        subject_key
+    )
     field_key = okm[0:32]
-    return RecordKeys(
+    commitment = okm[32:64]
+    tag_key = okm[64:96]
+    # Exactly RecordKeys(**fields) (tested), built without the generated __init__: that
+    # of a frozen dataclass pays an object.__setattr__ call per field, and every record
+    # read or write derives its keys.
+    keys = object.__new__(RecordKeys)
+    keys.__dict__.update(
         skid=skid,
         key_version=key_version,
         field_key=field_key,
-        commitment=okm[32:64],
-        tag_key=okm[64:96],
+        commitment=commitment,
+        tag_key=tag_key,
         content_secret=okm[96:128],
         _aead=AESGCM(field_key),
-        _tag_mac=hmac.new(okm[64:96], digestmod=sha256),
+        _tag_mac=HMAC(tag_key, _SHA256),
+        _header_fixed=_FIELD_HEADER_FIXED.pack(
+            MAGIC, FORMAT_VERSION, KIND_FIELD, SUITE_V1, skid, key_version, commitment
+        ),
+        _controller_id=controller_id,
+        _record_id=record_id,
+        _bind_prefix=_BIND_PREFIX + controller + record,
     )
+    return keys
 
 
 def field_tag(keys: RecordKeys, field_name: str) -> str:
     """A keyed, opaque name under which a field's envelope is stored in the record.
 
+    HMAC-SHA256 of the UTF-8 field name under the record's tag key, first 16 bytes, hex.
     Field names can themselves be clinical (``hiv_status``), so storage never sees them.
     """
-    mac = keys._tag_mac.copy()
-    mac.update(field_name.encode("utf-8"))
-    digest: bytes = mac.digest()
-    return digest[:16].hex()
+    return field_tags(keys, (field_name,))[0]
+
+
+def field_tags(keys: RecordKeys, field_names: Iterable[str]) -> list[str]:
+    """:func:`field_tag` of each name, in order: one call for a whole record's fields."""
+    keyed = keys._tag_mac
+    tags = []
+    for name in field_names:
+        mac = keyed.copy()
+        mac.update(name.encode("utf-8"))
+        tags.append(mac.finalize()[:16].hex())
+    return tags
+
+
+def _field_aad(
+    keys: RecordKeys, header: bytes, controller_id: str, record_id: str, field_path: str
+) -> bytes:
+    """A field envelope's associated data: ``header || binding(controller, record, field)``.
+
+    Built from the record's precomputed binding prefix when the keys were derived for
+    this controller and record (always, on the record paths); same bytes either way.
+    :func:`decrypt_field` and :func:`encrypt_tagged_fields`, the per-field hot paths,
+    inline the first case.
+    """
+    if controller_id == keys._controller_id and record_id == keys._record_id:
+        raw = field_path.encode("utf-8")
+        return b"".join((header, keys._bind_prefix, len(raw).to_bytes(4, "big"), raw))
+    return header + binding(controller_id, record_id, field_path)
 
 
 def encrypt_field(
@@ -192,12 +254,49 @@ def encrypt_field(
     """
     if len(nonce) != NONCE_BYTES:
         raise _fail()
-    header = _FIELD_HEADER.pack(
-        MAGIC, FORMAT_VERSION, KIND_FIELD, SUITE_V1, keys.skid, keys.key_version,
-        keys.commitment, nonce,
-    )
-    aad = header + binding(controller_id, record_id, field_path)
+    header = keys._header_fixed + nonce
+    aad = _field_aad(keys, header, controller_id, record_id, field_path)
     return header + keys._aead.encrypt(nonce, plaintext, aad)
+
+
+def encrypt_tagged_fields(
+    keys: RecordKeys,
+    plaintexts: Iterable[tuple[str, bytes]],
+    *,
+    controller_id: str,
+    record_id: str,
+    nonce: Callable[[], bytes],
+) -> dict[str, bytes]:
+    """Encrypt a record's fields: ``{field_tag(name): encrypt_field(plaintext)}`` for each
+    ``(name, plaintext)``, with a fresh ``nonce()`` each. The same bytes as those calls,
+    in one pass over the record's precomputed keys (the write path's hot loop).
+
+    :raises IntegrityError: if a nonce has the wrong length.
+    """
+    if controller_id != keys._controller_id or record_id != keys._record_id:
+        return {
+            field_tag(keys, name): encrypt_field(
+                keys, plaintext, controller_id=controller_id, record_id=record_id,
+                field_path=name, nonce=nonce(),
+            )
+            for name, plaintext in plaintexts
+        }
+    aead = keys._aead
+    tag_mac = keys._tag_mac
+    header_fixed = keys._header_fixed
+    bind_prefix = keys._bind_prefix
+    out = {}
+    for name, plaintext in plaintexts:
+        raw = name.encode("utf-8")
+        mac = tag_mac.copy()
+        mac.update(raw)
+        fresh = nonce()
+        if len(fresh) != NONCE_BYTES:
+            raise _fail()
+        header = header_fixed + fresh
+        aad = b"".join((header, bind_prefix, len(raw).to_bytes(4, "big"), raw))  # _field_aad
+        out[mac.finalize()[:16].hex()] = header + aead.encrypt(fresh, plaintext, aad)
+    return out
 
 
 @dataclass(frozen=True)
@@ -230,29 +329,28 @@ def decrypt_field(
 
     :raises IntegrityError: on any malformed, moved, altered or wrongly keyed envelope.
     """
-    if not isinstance(envelope, bytes):
-        if not isinstance(envelope, bytearray | memoryview):
+    if type(envelope) is not bytes:
+        if not isinstance(envelope, bytes | bytearray | memoryview):
             raise _fail()
         envelope = bytes(envelope)
-    if len(envelope) < FIELD_HEADER_BYTES + TAG_BYTES:
-        raise _fail()
-    magic, version, kind, suite, skid, key_version, commitment, nonce = (
-        _FIELD_HEADER.unpack_from(envelope)
-    )
-    if (
-        magic != MAGIC
-        or version != FORMAT_VERSION
-        or kind != KIND_FIELD
-        or suite != SUITE_V1
-        or skid != keys.skid
-        or key_version != keys.key_version
-        or not hmac.compare_digest(commitment, keys.commitment)
+    # magic, version, kind, suite, key id, key version and key commitment must all be
+    # exactly this record's: one constant-time comparison of the fixed header part.
+    if len(envelope) < _MIN_FIELD_ENVELOPE or not hmac.compare_digest(
+        envelope[:_FIELD_HEADER_FIXED_BYTES], keys._header_fixed
     ):
         raise _fail()
     header = envelope[:FIELD_HEADER_BYTES]
-    aad = header + binding(controller_id, record_id, field_path)
+    if controller_id == keys._controller_id and record_id == keys._record_id:
+        raw = field_path.encode("utf-8")  # _field_aad, inlined
+        aad = b"".join((header, keys._bind_prefix, len(raw).to_bytes(4, "big"), raw))
+    else:
+        aad = _field_aad(keys, header, controller_id, record_id, field_path)
     try:
-        return keys._aead.decrypt(nonce, envelope[FIELD_HEADER_BYTES:], aad)
+        return keys._aead.decrypt(
+            envelope[_FIELD_HEADER_FIXED_BYTES:FIELD_HEADER_BYTES],
+            envelope[FIELD_HEADER_BYTES:],
+            aad,
+        )
     except InvalidTag:
         raise _fail() from None
 
@@ -607,8 +705,10 @@ __all__ = [
     "derive_record_keys",
     "encrypt_content",
     "encrypt_field",
+    "encrypt_tagged_fields",
     "encrypted_content_length",
     "field_tag",
+    "field_tags",
     "parse_content_header",
     "parse_field_header",
     "unwrap_key",

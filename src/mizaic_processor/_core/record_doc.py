@@ -48,14 +48,42 @@ class RecordDoc:
     fields: dict[str, bytes]
 
 
+# Built once (``json.dumps`` with non-default options builds a new encoder on every call).
+# The encoder and the decoder keep no state between calls: sharing them is thread-safe.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+)
+_DECODER = json.JSONDecoder()
+
+
 def dumps_json(value: Any) -> bytes:
     """Canonical compact JSON (sorted keys, UTF-8; NaN and infinities refused).
 
     :raises ValueError: for values JSON cannot represent.
     """
-    return json.dumps(
-        value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
-    ).encode()
+    return _ENCODER.encode(value).encode()
+
+
+def _loads(plain: bytes) -> Any:
+    """Parse a decrypted JSON document.
+
+    The library writes :func:`dumps_json` output (UTF-8, no surrounding whitespace), which
+    parses in one scan; anything else goes through ``json.loads``, so exactly the same
+    documents are accepted as before.
+
+    :raises IntegrityError: if the bytes are not JSON.
+    """
+    try:
+        text = plain.decode("utf-8")
+        value, end = _DECODER.raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:
+        pass
+    try:
+        return json.loads(plain)
+    except ValueError:
+        raise _integrity() from None
 
 
 def encrypt_fields(
@@ -67,17 +95,14 @@ def encrypt_fields(
     nonce: Callable[[], bytes],
 ) -> dict[str, bytes]:
     """Encrypt each field value (JSON) into its own envelope, keyed by its tag."""
-    return {
-        envelope.field_tag(keys, name): envelope.encrypt_field(
-            keys,
-            dumps_json(value),
-            controller_id=controller_id,
-            record_id=record_id,
-            field_path=name,
-            nonce=nonce(),
-        )
-        for name, value in values.items()
-    }
+    encode = _ENCODER.encode
+    return envelope.encrypt_tagged_fields(
+        keys,
+        [(name, encode(value).encode()) for name, value in values.items()],  # dumps_json
+        controller_id=controller_id,
+        record_id=record_id,
+        nonce=nonce,
+    )
 
 
 def encrypt_meta(
@@ -164,10 +189,7 @@ def decrypt_meta(
     plain = envelope.decrypt_field(
         keys, doc.meta, controller_id=controller_id, record_id=record_id, field_path=META_FIELD
     )
-    try:
-        meta = json.loads(plain)
-    except ValueError:
-        raise _integrity() from None
+    meta = _loads(plain)
     if (
         not isinstance(meta, dict)
         or meta.get("category") != doc.category
@@ -215,18 +237,16 @@ def decrypt_fields(
     """
     listed = listed_names(meta, doc)
     present = set(listed)
+    names = listed if wanted is None else list(wanted)
+    envelopes = doc.fields
     out: dict[str, Any] = {}
-    for name in listed if wanted is None else wanted:
-        env = doc.fields.get(envelope.field_tag(keys, name))
+    for name, tag in zip(names, envelope.field_tags(keys, names), strict=True):
+        env = envelopes.get(tag)
         if env is None:
             if name in present:
                 raise _integrity()
             continue
-        plain = envelope.decrypt_field(
+        out[name] = _loads(envelope.decrypt_field(
             keys, env, controller_id=controller_id, record_id=record_id, field_path=name
-        )
-        try:
-            out[name] = json.loads(plain)
-        except ValueError:
-            raise _integrity() from None
+        ))
     return out
