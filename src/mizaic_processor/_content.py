@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hmac
 import io
 import re
@@ -10,6 +11,9 @@ from typing import IO, Any
 
 from mizaic_processor._core import envelope
 from mizaic_processor.errors import IntegrityError, InvalidInputError
+
+# ciphertext bytes handed to the decryptor at a time (pieces from storage are larger)
+_FEED = 1024 * 1024
 
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
@@ -62,8 +66,27 @@ def _known_length(content: bytes | bytearray | memoryview | IO[bytes]) -> int | 
     return None
 
 
+class _BytesSource:
+    """Reads an immutable ``bytes`` object as zero-copy views (no copy of the content)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, size: int = -1) -> memoryview:
+        end = len(self._view) if size is None or size < 0 else self._pos + size
+        out = self._view[self._pos : end]
+        self._pos += len(out)
+        return out
+
+
 class EncryptingReader(io.RawIOBase):
-    """A readable stream of the content envelope of ``source``, encrypted as it is read."""
+    """A readable stream of the content envelope of ``source``, encrypted as it is read.
+
+    Ciphertext is kept as the pieces the encryptor returned and joined once per
+    :meth:`read` (no copy when a read is exactly one piece); memory stays about one read
+    plus one chunk.
+    """
 
     def __init__(
         self,
@@ -77,49 +100,74 @@ class EncryptingReader(io.RawIOBase):
         self.encrypted_length = (
             None if length is None else envelope.encrypted_content_length(length, chunk_size)
         )
-        self._source: IO[bytes] = (
-            io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray | memoryview)
-            else source
-        )
+        self._source: IO[bytes] | _BytesSource
+        if isinstance(source, bytes):
+            self._source = _BytesSource(source)
+        elif isinstance(source, bytearray | memoryview):
+            self._source = io.BytesIO(bytes(source))  # a snapshot of mutable content
+        else:
+            self._source = source
         self._read_size = chunk_size
-        self._pending = bytearray()
+        self._pieces: collections.deque[bytes | memoryview] = collections.deque()
+        self._buffered = 0
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
     def _fill(self, wanted: int) -> None:
-        while len(self._pending) < wanted and not self._eof:
+        while self._buffered < wanted and not self._eof:
             piece = self._source.read(self._read_size)
             if not isinstance(piece, bytes | bytearray | memoryview):
                 raise InvalidInputError("content stream must yield bytes")
             if piece:
-                self._pending += self._encryptor.update(piece)
+                out = self._encryptor.update(piece)
             else:
-                self._pending += self._encryptor.finalize()
+                out = self._encryptor.finalize()
                 self._eof = True
+            if out:
+                self._pieces.append(out)
+                self._buffered += len(out)
+
+    def _take(self, size: int) -> list[bytes | memoryview]:
+        """Remove and return the first ``size`` buffered bytes (or all there are)."""
+        parts: list[bytes | memoryview] = []
+        need = size
+        while need and self._pieces:
+            head = self._pieces[0]
+            if len(head) <= need:
+                parts.append(self._pieces.popleft())
+                need -= len(head)
+            else:
+                view = head if isinstance(head, memoryview) else memoryview(head)
+                parts.append(view[:need])
+                self._pieces[0] = view[need:]
+                need = 0
+        self._buffered -= size - need
+        return parts
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         self._fill(len(view))
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        del self._pending[:n]
+        n = 0
+        for part in self._take(len(view)):
+            view[n : n + len(part)] = part
+            n += len(part)
         return n
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            chunks: list[bytes] = []
+            chunks: list[bytes | memoryview] = []
             while True:
                 self._fill(1 << 20)
-                if not self._pending:
+                if not self._pieces:
                     return b"".join(chunks)
-                chunks.append(bytes(self._pending))
-                self._pending.clear()
+                chunks.extend(self._take(self._buffered))
         self._fill(size)
-        out = bytes(self._pending[:size])
-        del self._pending[:size]
-        return out
+        parts = self._take(size)
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)
 
 
 class ContentReader(io.RawIOBase):
@@ -148,7 +196,8 @@ class ContentReader(io.RawIOBase):
         self._decryptor = decryptor
         self._expected_length = expected_length
         self._expected_sha256 = expected_sha256
-        self._pending = bytearray()
+        self._pending: bytes | memoryview = b""  # plaintext decrypted but not yet read
+        self._cipher = memoryview(b"")  # ciphertext fetched but not yet decrypted
         self._done = False
         self.verified = False
 
@@ -167,13 +216,19 @@ class ContentReader(io.RawIOBase):
 
     def _next_plain_unchecked(self) -> bytes | None:
         while not self._done:
-            piece = next(self._pieces, None)
-            if piece is None:
-                self._done = True
-                out = self._decryptor.finalize()
-                self._check_end()
-                return out
-            out = self._decryptor.update(piece)
+            if not self._cipher:
+                # drop the spent piece (an empty view still holds it) before fetching more
+                self._cipher = memoryview(b"")
+                piece = next(self._pieces, None)
+                if piece is None:
+                    self._done = True
+                    out = self._decryptor.finalize()
+                    self._check_end()
+                    return out
+                self._cipher = memoryview(piece)
+            # Feed large pieces in slices: the decryptor's buffer and output stay small.
+            feed, self._cipher = self._cipher[:_FEED], self._cipher[_FEED:]
+            out = self._decryptor.update(feed)
             if out:
                 return out
         return None
@@ -191,7 +246,7 @@ class ContentReader(io.RawIOBase):
     def __iter__(self) -> Iterator[bytes]:
         if self._pending:
             first = bytes(self._pending)
-            self._pending.clear()
+            self._pending = b""
             yield first
         while True:
             out = self._next_plain()
@@ -200,27 +255,42 @@ class ContentReader(io.RawIOBase):
             if out:
                 yield out
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
+    def _fill(self) -> bool:
+        """Make plaintext pending unless the stream has ended; ``False`` at the end."""
         while not self._pending:
             out = self._next_plain()
             if out is None:
-                return 0
-            self._pending += out
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        del self._pending[:n]
+                return False
+            self._pending = out
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not view or not self._fill():
+            return 0
+        pending = self._pending
+        n = min(len(view), len(pending))
+        view[:n] = pending[:n]
+        self._pending = b"" if n == len(pending) else memoryview(pending)[n:]
         return n
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(list(self))
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        return bytes(buf[:n])
+        if size == 0 or not self._fill():
+            return b""
+        pending = self._pending
+        if size >= len(pending):
+            self._pending = b""
+            return pending if type(pending) is bytes else bytes(pending)
+        view = memoryview(pending)
+        self._pending = view[size:]
+        return bytes(view[:size])
 
     def close(self) -> None:
         close = getattr(self._pieces, "close", None)
         if callable(close):
             close()
+        self._cipher = memoryview(b"")
+        self._pending = b""
         super().close()

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, get_args
 from pydantic import ValidationError
 
 from mizaic_processor._audit_writer import AuditWriter, Ticket
-from mizaic_processor._azure.blob import Container
+from mizaic_processor._azure.blob import Container, Staged
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
 from mizaic_processor._core import envelope, ids, record_doc
 from mizaic_processor._docs import ControllerDocs
@@ -89,6 +89,14 @@ class _NoncePool:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.next = 0
+
+
+class _StagedContent(NamedTuple):
+    """A document encrypted and staged (uncommitted) under a new content id."""
+
+    content_id: str
+    staged: Staged
+    info: dict[str, Any]
 
 
 class _NewRecord(NamedTuple):
@@ -217,7 +225,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
 
     def _audited(
         self, op: str, action: str, entity: str, run: Callable[[], T], *,
-        write: bool, policy: str | None = None,
+        write: bool, policy: str | None = None, before: Callable[[], object] | None = None,
     ) -> T:
         """Run ``run`` as one audited operation.
 
@@ -225,9 +233,23 @@ class ControllerScope(BulkOperations, InstructedOperations):
         be recorded, nothing is changed. A read is issued while its event is being
         committed, and its result is handed out only once the event is durable. If the
         operation itself fails, a failure event referring to the first follows.
+
+        ``before`` (writes only) runs while the event is being committed. It must change
+        nothing visible: it prepares, e.g. encrypts a document and stages its blocks,
+        which stay uncommitted (invisible, discarded by the service) unless ``run``
+        commits them once the event is durable.
         """
         event_id, ticket = self._emit(op, action, entity, policy=policy)
         if write:
+            if before is not None:
+                try:
+                    before()
+                except BaseException:
+                    with contextlib.suppress(MizaicError):
+                        ticket.wait()
+                        self._emit(op, action, entity, outcome="failure", policy=policy,
+                                   ref=event_id)[1].wait()
+                    raise
             ticket.wait()
         try:
             result = run()
@@ -348,6 +370,13 @@ class ControllerScope(BulkOperations, InstructedOperations):
             skid = ids.b32(self._random(16))
         suffix = self._random(16)
         record_id = ids.make_record_id(skid_bytes(skid), suffix)
+        staged: list[_StagedContent] = []
+
+        def stage() -> None:
+            # the subject's key exists: encrypt and stage the document (uncommitted,
+            # invisible) while the audit event is being made durable
+            keys = self._record_keys(self._keys.subject_key(skid), record_id)
+            staged.append(self._stage_content(keys, record_id, new.content, new.content_type))
 
         def run() -> RecordRef:
             key = (
@@ -378,9 +407,12 @@ class ControllerScope(BulkOperations, InstructedOperations):
                 content=new.content,
                 content_type=new.content_type,
                 etag=None,
+                staged=staged[0] if staged and rid == record_id else None,
             )
 
-        return self._audited("record.create", "C", record_id, run, write=True)
+        early = not proposed and new.content is not None and new.content_type is not None
+        return self._audited("record.create", "C", record_id, run, write=True,
+                             before=stage if early else None)
 
     def _write(
         self,
@@ -395,20 +427,25 @@ class ControllerScope(BulkOperations, InstructedOperations):
         content_type: str | None,
         etag: str | None,
         content_id: str | None = None,
+        staged: _StagedContent | None = None,
     ) -> RecordRef:
         keys = self._record_keys(key, record_id)
         if content is not None and content_type is not None:
-            content_id = ids.b32(self._random(16))
+            if staged is None:
+                staged = self._stage_content(keys, record_id, content, content_type)
+            content_id = staged.content_id
             try:
-                meta["content"] = self._upload_content(keys, record_id, content_id, content,
-                                                       content_type)
+                self._container.commit_staged(
+                    self._content_blob(record_id, content_id), staged.staged, what="content"
+                )
             except BaseException:
-                # a failed upload may still have committed the blob (a retried commit)
+                # a failed commit may still have landed (a retried commit)
                 with contextlib.suppress(MizaicError):
                     self._container.delete(
                         self._content_blob(record_id, content_id), what="content"
                     )
                 raise
+            meta["content"] = staged.info
         meta.update(category=category, version=version, content_id=content_id,
                     fields_digest=record_doc.fields_digest(field_envelopes))
         doc = record_doc.RecordDoc(
@@ -454,14 +491,16 @@ class ControllerScope(BulkOperations, InstructedOperations):
                         return
             self._container.delete(self._content_blob(record_id, content_id), what="content")
 
-    def _upload_content(
+    def _stage_content(
         self,
         keys: envelope.RecordKeys,
         record_id: str,
-        content_id: str,
         content: bytes | IO[bytes],
-        content_type: str,
-    ) -> dict[str, Any]:
+        content_type: str | None,
+    ) -> _StagedContent:
+        """Encrypt a document as it is read and stage it under a new content id: nothing
+        is visible until :meth:`Container.commit_staged`."""
+        content_id = ids.b32(self._random(16))
         encryptor = envelope.ContentEncryptor(
             keys,
             controller_id=self.controller_id,
@@ -470,17 +509,17 @@ class ControllerScope(BulkOperations, InstructedOperations):
             chunk_size=self._chunk_size,
         )
         reader = EncryptingReader(encryptor, content, self._chunk_size)
-        self._container.put_stream(
+        staged = self._container.stage_stream(
             self._content_blob(record_id, content_id),
             reader,
             length=reader.encrypted_length,
             what="content",
         )
-        return {
+        return _StagedContent(content_id, staged, {
             "type": content_type,
             "length": encryptor.plaintext_length,
             "sha256": encryptor.plaintext_sha256.hex(),
-        }
+        })
 
     def update_record(
         self,

@@ -99,6 +99,23 @@ def create(live: Live) -> object:
     )
 
 
+def create_for_known_subject(live: Live) -> object:
+    # the subject has a key, so the document is encrypted while the event is committed
+    return live.service.create_record(
+        NHSNumber(NHS), category="adult", fields={"bp": 131}, content=b"letter two",
+        content_type=PDF,
+    )
+
+
+def create_large_for_known_subject(live: Live) -> object:
+    # larger than what is held in memory: its blocks are staged (uncommitted, invisible)
+    # while the event is committed, and must never be committed when the event fails
+    return live.service.create_record(
+        NHSNumber(NHS), category="adult", fields={"bp": 132},
+        content=b"\x25" * (9 * 1024 * 1024 + 17), content_type=PDF,
+    )
+
+
 def update(live: Live) -> object:
     return live.service.update_record(live.ref.record_id, etag=live.ref.etag, fields={"bp": 1})
 
@@ -134,7 +151,8 @@ READS = [get, get_some, read_content, find]
 
 @pytest.mark.parametrize(
     "operation",
-    [create, update, delete, instruct, *READS],
+    [create, create_for_known_subject, create_large_for_known_subject, update, delete,
+     instruct, *READS],
     ids=lambda op: op.__name__,
 )
 def test_an_operation_whose_audit_append_is_refused_raises_audit_error_and_changes_nothing(
