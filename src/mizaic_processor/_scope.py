@@ -79,6 +79,8 @@ T = TypeVar("T")
 
 
 _NONCES_PER_DRAW = 64
+# The content id of the document a record is created with (replacements get random ids).
+FIRST_CONTENT_ID = "first"
 
 
 class _NoncePool:
@@ -376,7 +378,8 @@ class ControllerScope(BulkOperations, InstructedOperations):
             # the subject's key exists: encrypt and stage the document (uncommitted,
             # invisible) while the audit event is being made durable
             keys = self._record_keys(self._keys.subject_key(skid), record_id)
-            staged.append(self._stage_content(keys, record_id, new.content, new.content_type))
+            staged.append(self._stage_content(keys, record_id, new.content, new.content_type,
+                                              first=True))
 
         def run() -> RecordRef:
             key = (
@@ -432,7 +435,8 @@ class ControllerScope(BulkOperations, InstructedOperations):
         keys = self._record_keys(key, record_id)
         if content is not None and content_type is not None:
             if staged is None:
-                staged = self._stage_content(keys, record_id, content, content_type)
+                staged = self._stage_content(keys, record_id, content, content_type,
+                                             first=etag is None)
             content_id = staged.content_id
             try:
                 self._container.commit_staged(
@@ -497,10 +501,17 @@ class ControllerScope(BulkOperations, InstructedOperations):
         record_id: str,
         content: bytes | IO[bytes],
         content_type: str | None,
+        *,
+        first: bool,
     ) -> _StagedContent:
         """Encrypt a document as it is read and stage it under a new content id: nothing
-        is visible until :meth:`Container.commit_staged`."""
-        content_id = ids.b32(self._random(16))
+        is visible until :meth:`Container.commit_staged`.
+
+        A record's first document (``first``, at creation) has the fixed id
+        :data:`FIRST_CONTENT_ID`, so a read can fetch it alongside the record document;
+        a replacement gets a random id (the old document stays until the record points
+        at the new one)."""
+        content_id = FIRST_CONTENT_ID if first else ids.b32(self._random(16))
         encryptor = envelope.ContentEncryptor(
             keys,
             controller_id=self.controller_id,
@@ -719,6 +730,12 @@ class ControllerScope(BulkOperations, InstructedOperations):
         )
 
     def _open(self, record_id: str, *, for_admin: bool = False) -> ContentReader:
+        # Most records keep the document they were created with: fetch its first range
+        # while the record document is read and verified. It is used only if the
+        # verified record points at it; nothing is decrypted or handed out before that.
+        speculative = self._container.open_soon(
+            self._content_blob(record_id, FIRST_CONTENT_ID)
+        )
         key, doc, _ = self._load(record_id, for_admin=for_admin)
         keys = self._record_keys(key, record_id)
         meta = record_doc.decrypt_meta(
@@ -727,7 +744,10 @@ class ControllerScope(BulkOperations, InstructedOperations):
         info = meta.get("content")
         if doc.content_id is None or not isinstance(info, dict):
             raise NotFoundError("record has no content")
-        pieces = self._container.open(self._content_blob(record_id, doc.content_id))
+        if doc.content_id == FIRST_CONTENT_ID:
+            pieces = speculative.result()
+        else:
+            pieces = self._container.open(self._content_blob(record_id, doc.content_id))
         decryptor = envelope.ContentDecryptor(
             keys, controller_id=self.controller_id, record_id=record_id
         )

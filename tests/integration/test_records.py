@@ -743,3 +743,32 @@ def test_update_adding_content_to_a_record_without_any(small_chunks: ControllerS
     small_chunks.update_record(ref.record_id, etag=ref.etag, content=b"later", content_type=PDF)
     with small_chunks.open_content(ref.record_id) as reader:
         assert reader.read() == b"later"
+
+
+def test_a_document_planted_at_the_first_content_name_is_never_served(
+    small_chunks: ControllerScope, azurite: AzuriteServer
+) -> None:
+    """open_content fetches a record's first document while it reads the record; what it
+    fetched is used only if the verified record points at it."""
+    first, replacement = pattern(2 * CHUNK, seed=4), pattern(CHUNK + 9, seed=5)
+    ref = small_chunks.create_record(
+        NHSNumber(NHS), category="adult", content=first, content_type=PDF
+    )
+    bare = small_chunks.create_record(NHSNumber(NHS), category="adult", fields={"a": 1})
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        raw = service.get_container_client(f"mzc-{small_chunks.controller_id}")
+        (first_blob,) = content_blobs(raw, ref.record_id)
+        planted = raw.download_blob(first_blob).readall()  # a genuine first document
+        small_chunks.update_record(
+            ref.record_id, etag=ref.etag, content=replacement, content_type=PDF
+        )
+        assert first_blob not in content_blobs(raw, ref.record_id)
+        # put the old first document back, and plant it for a record that has none
+        raw.upload_blob(first_blob, planted)
+        bare_first = first_blob.replace(ref.record_id[27:], bare.record_id[27:])
+        raw.upload_blob(bare_first, planted)
+
+    with small_chunks.open_content(ref.record_id) as reader:
+        assert reader.read() == replacement
+    with pytest.raises(NotFoundError):
+        small_chunks.open_content(bare.record_id)

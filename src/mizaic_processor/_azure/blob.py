@@ -674,6 +674,13 @@ class Container:
         etag = str(downloader.properties.etag)
         return self._ranges(client, first, total, etag, range_size, read_ahead, what)
 
+    def open_soon(self, name: str, *, what: str = "content") -> Future[Iterator[bytes]]:
+        """:meth:`open` on a worker thread: the first range is fetched while the caller
+        does something else. The future raises what :meth:`open` would raise; a result
+        nobody collects is simply dropped (nothing is held open but its first range)."""
+        pool = self._pool or _fallback_pool()
+        return pool.submit(self.open, name, what=what)
+
     def _ranges(
         self,
         client: BlobClient,
