@@ -84,13 +84,15 @@ FIRST_CONTENT_ID = "first"
 
 
 class _NoncePool:
-    """Random bytes of one thread, handed out one nonce at a time (never twice)."""
+    """Random bytes of one thread of one process, handed out one nonce at a time (never
+    twice). A forked child inherits its parent's pools: ``pid`` makes it draw its own."""
 
-    __slots__ = ("data", "next")
+    __slots__ = ("data", "next", "pid")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.next = 0
+        self.pid = os.getpid()
 
 
 class _StagedContent(NamedTuple):
@@ -317,7 +319,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
         """A fresh random nonce. Drawn from a per-thread pool of random bytes filled 64
         nonces at a time: one system call instead of one per field."""
         pool: _NoncePool | None = getattr(self._nonces, "pool", None)
-        if pool is None or pool.next >= len(pool.data):
+        if pool is None or pool.next >= len(pool.data) or pool.pid != os.getpid():
             pool = _NoncePool(self._random(envelope.NONCE_BYTES * _NONCES_PER_DRAW))
             self._nonces.pool = pool
         start = pool.next
