@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, get_args
 
 from pydantic import ValidationError
 
+from mizaic_processor import _forks
 from mizaic_processor._audit_writer import AuditWriter, Ticket
 from mizaic_processor._azure.blob import Container, Staged
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
@@ -85,14 +86,15 @@ FIRST_CONTENT_ID = "first"
 
 class _NoncePool:
     """Random bytes of one thread of one process, handed out one nonce at a time (never
-    twice). A forked child inherits its parent's pools: ``pid`` makes it draw its own."""
+    twice). A forked child inherits its parent's pools: the fork generation makes it draw
+    its own."""
 
-    __slots__ = ("data", "next", "pid")
+    __slots__ = ("data", "generation", "next")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.next = 0
-        self.pid = os.getpid()
+        self.generation = _forks.generation()
 
 
 class _StagedContent(NamedTuple):
@@ -102,6 +104,9 @@ class _StagedContent(NamedTuple):
     staged: Staged
     info: dict[str, Any]
 
+    def __repr__(self) -> str:
+        return "_StagedContent(<hidden>)"
+
 
 class _NewRecord(NamedTuple):
     """A validated new record, ready to write."""
@@ -110,6 +115,9 @@ class _NewRecord(NamedTuple):
     data: RecordInput
     content: Any
     content_type: str | None
+
+    def __repr__(self) -> str:
+        return "_NewRecord(<hidden>)"
 
 # HL7 v3 ActReason codes recorded as the audit event's purposeOfEvent, by role.
 _DEFAULT_PURPOSE = {
@@ -248,7 +256,9 @@ class ControllerScope(BulkOperations, InstructedOperations):
             if before is not None:
                 try:
                     before()
-                except BaseException:
+                except BaseException as exc:
+                    if isinstance(exc, IntegrityError):
+                        self._integrity_alarm(self.controller_id, op)
                     with contextlib.suppress(MizaicError):
                         ticket.wait()
                         self._emit(op, action, entity, outcome="failure", policy=policy,
@@ -319,7 +329,10 @@ class ControllerScope(BulkOperations, InstructedOperations):
         """A fresh random nonce. Drawn from a per-thread pool of random bytes filled 64
         nonces at a time: one system call instead of one per field."""
         pool: _NoncePool | None = getattr(self._nonces, "pool", None)
-        if pool is None or pool.next >= len(pool.data) or pool.pid != os.getpid():
+        if (
+            pool is None or pool.next >= len(pool.data)
+            or pool.generation != _forks.generation()
+        ):
             pool = _NoncePool(self._random(envelope.NONCE_BYTES * _NONCES_PER_DRAW))
             self._nonces.pool = pool
         start = pool.next
@@ -415,7 +428,12 @@ class ControllerScope(BulkOperations, InstructedOperations):
                 staged=staged[0] if staged and rid == record_id else None,
             )
 
-        early = not proposed and new.content is not None and new.content_type is not None
+        # only bytes: a stream read before the event is durable would be left consumed if
+        # the write were then refused, and a retry would store an empty document
+        early = (
+            not proposed and isinstance(new.content, bytes | bytearray | memoryview)
+            and new.content_type is not None
+        )
         return self._audited("record.create", "C", record_id, run, write=True,
                              before=stage if early else None)
 
@@ -472,29 +490,26 @@ class ControllerScope(BulkOperations, InstructedOperations):
                 name, record_doc.encode(doc), etag=etag, what="record",
                 tags=self._instructions.tags(category, events),
             )
-        except BaseException as exc:
+        except BaseException:
             if content is not None and content_id is not None:
-                self._drop_unreferenced_content(
-                    record_id, content_id, lost=isinstance(exc, ConflictError)
-                )
+                self._drop_unreferenced_content(record_id, content_id)
             raise
         return RecordRef(record_id=record_id, etag=new_etag, version=version)
 
-    def _drop_unreferenced_content(self, record_id: str, content_id: str, *, lost: bool
-                                   ) -> None:
+    def _drop_unreferenced_content(self, record_id: str, content_id: str) -> None:
         """After a failed record write, delete the new content it would have pointed at,
-        unless the write may have landed after all (a failure whose outcome is unknown):
-        then the stored record is checked first, and a content blob that it, or an
-        unreadable record, might reference is kept (an orphan, never a dangling pointer)."""
+        unless the stored record references it after all (a write that landed although
+        its answer was lost, even under a conflict seen on a retry): a content blob that
+        the stored record, or an unreadable one, might reference is kept (an orphan,
+        never a dangling pointer)."""
         with contextlib.suppress(MizaicError):
-            if not lost:
-                try:
-                    stored = self._container.get(self._record_blob(record_id), what="record")
-                except NotFoundError:
-                    pass
-                else:
-                    if record_doc.decode(stored.data).content_id == content_id:
-                        return
+            try:
+                stored = self._container.get(self._record_blob(record_id), what="record")
+            except NotFoundError:
+                pass
+            else:
+                if record_doc.decode(stored.data).content_id == content_id:
+                    return
             self._container.delete(self._content_blob(record_id, content_id), what="content")
 
     def _stage_content(
@@ -738,18 +753,23 @@ class ControllerScope(BulkOperations, InstructedOperations):
         speculative = self._container.open_soon(
             self._content_blob(record_id, FIRST_CONTENT_ID)
         )
-        key, doc, _ = self._load(record_id, for_admin=for_admin)
-        keys = self._record_keys(key, record_id)
-        meta = record_doc.decrypt_meta(
-            keys, doc, controller_id=self.controller_id, record_id=record_id
-        )
-        info = meta.get("content")
-        if doc.content_id is None or not isinstance(info, dict):
-            raise NotFoundError("record has no content")
-        if doc.content_id == FIRST_CONTENT_ID:
-            pieces = speculative.result()
-        else:
-            pieces = self._container.open(self._content_blob(record_id, doc.content_id))
+        try:
+            key, doc, _ = self._load(record_id, for_admin=for_admin)
+            keys = self._record_keys(key, record_id)
+            meta = record_doc.decrypt_meta(
+                keys, doc, controller_id=self.controller_id, record_id=record_id
+            )
+            info = meta.get("content")
+            if doc.content_id is None or not isinstance(info, dict):
+                raise NotFoundError("record has no content")
+            if doc.content_id == FIRST_CONTENT_ID:
+                pieces = speculative.result()
+            else:
+                speculative.cancel()
+                pieces = self._container.open(self._content_blob(record_id, doc.content_id))
+        except BaseException:
+            speculative.cancel()  # not started yet: never fetched; else simply dropped
+            raise
         decryptor = envelope.ContentDecryptor(
             keys, controller_id=self.controller_id, record_id=record_id
         )

@@ -78,9 +78,17 @@ class BulkOperations:
         scope._require(_CARE_ROLES, "write records")
         workers = _check_concurrency(max_concurrency)
         prepared: list[_NewRecord] = []
+        streams: set[int] = set()
         for position, item in enumerate(_items(records, "records")):
             if not isinstance(item, NewRecord):
                 raise InvalidInputError(f"records[{position}]: not a NewRecord")
+            if item.content is not None and not isinstance(item.content, bytes):
+                # two items reading one stream from two threads would interleave its bytes
+                if id(item.content) in streams:
+                    raise InvalidInputError(
+                        f"records[{position}]: the same content stream is given twice"
+                    )
+                streams.add(id(item.content))
             try:
                 prepared.append(scope._prepare_create(
                     item.subject, item.category, item.fields, item.events, item.content,
@@ -174,6 +182,9 @@ def _run_grouped(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mizaic-bulk") as pool:
 
         def one(position: int) -> None:
+            if stopping.is_set():  # the caller gave up: queued items do not start
+                finished.put(position)
+                return
             try:
                 results[position] = run(position)
             except MizaicError as exc:

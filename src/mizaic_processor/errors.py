@@ -156,6 +156,10 @@ class PartialFailureError(MizaicError):
         self.results: tuple[object, ...] = tuple(results)
         self.errors: dict[int, MizaicError] = dict(sorted(errors.items()))
 
+    def __reduce__(self) -> tuple[type[PartialFailureError], tuple[object, ...]]:
+        # picklable (multiprocessing, task queues): rebuilt from its parts, not its message
+        return (type(self), (self.results, self.errors))
+
 
 class StorageError(MizaicError):
     """Azure Storage failed after the SDK's retry policy gave up."""

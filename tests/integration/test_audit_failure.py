@@ -11,6 +11,7 @@ and the trail still verifies; after a deleted segment, verify() names the remove
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,3 +228,24 @@ def test_a_deleted_current_segment_refuses_the_operation_and_verify_names_the_re
     assert (caught.value.chain, caught.value.seq, caught.value.kind) == (
         live.chain, 1, "removed"
     )
+
+
+def test_a_refused_create_leaves_the_callers_stream_unread_so_a_retry_stores_it_whole(
+    live: Live,
+) -> None:
+    document = b"%PDF-1.7 " + bytes(range(256)) * 64
+    stream = io.BytesIO(document)
+    lease = live.raw.get_blob_client(live.segment(1)).acquire_lease(lease_duration=-1)
+    try:
+        with pytest.raises(AuditError):
+            live.service.create_record(
+                NHSNumber(NHS), category="adult", content=stream, content_type=PDF
+            )
+    finally:
+        lease.release()
+    assert stream.tell() == 0
+    ref = live.service.create_record(
+        NHSNumber(NHS), category="adult", content=stream, content_type=PDF
+    )
+    with live.service.open_content(ref.record_id) as reader:
+        assert reader.read() == document

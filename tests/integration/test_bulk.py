@@ -6,6 +6,8 @@ records run at once."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import pickle
 import uuid
 from collections.abc import Iterator
 
@@ -239,3 +241,42 @@ def test_create_records_with_content_streams_each_document(svc: ControllerScope)
     for ref, doc in zip(refs, docs, strict=True):
         with svc.open_content(ref.record_id) as reader:
             assert reader.read() == doc
+
+
+def test_the_same_stream_in_two_items_is_refused_before_any_io(
+    processor: Processor, svc: ControllerScope,
+) -> None:
+    stream = io.BytesIO(b"%PDF one scan")
+    items = [NewRecord(nhs(1), category="adult", content=stream, content_type="application/pdf"),
+             NewRecord(nhs(2), category="adult", content=stream, content_type="application/pdf")]
+    requests = processor.request_count
+    with pytest.raises(InvalidInputError, match=r"records\[1\]: the same content stream"):
+        svc.create_records(items)
+    assert processor.request_count == requests
+    assert stream.tell() == 0
+
+
+def test_partial_failure_error_survives_pickling() -> None:
+    error = PartialFailureError(["ref", None], {1: NotFoundError("record not found")})
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    assert isinstance(copy, PartialFailureError)
+    assert copy.results == ("ref", None)
+    assert isinstance(copy.errors[1], NotFoundError)
+    assert str(copy) == str(error)
+
+
+def test_a_progress_callback_that_raises_stops_items_not_yet_started(
+    svc: ControllerScope, raw: ContainerClient,
+) -> None:
+    class StopError(Exception):
+        pass
+
+    def stop_after_two(done: int, total: int | None) -> None:
+        if done >= 2:
+            raise StopError
+
+    items = batch(subjects=1, per_subject=40)  # one subject: the rest queue behind its first
+    with pytest.raises(StopError):
+        svc.create_records(items, max_concurrency=2, progress=stop_after_two)
+    stored = [n for n in raw.list_blob_names() if n.startswith("records/")]
+    assert 2 <= len(stored) < 10, len(stored)

@@ -37,6 +37,7 @@ from azure.storage.blob import (
     ExponentialRetry,
 )
 
+from mizaic_processor import _forks
 from mizaic_processor.errors import (
     AccessDeniedError,
     ConflictError,
@@ -113,11 +114,15 @@ class _Session(requests.Session):
         super().__init__()
         self.trust_env = False  # the environment is applied below, cached per host
         self._env_lock = threading.Lock()
+        self._env_generation = _forks.generation()
         self._env: dict[tuple[str, str], tuple[dict[str, str], Any, Any]] = {}
 
     def _environment(self, url: Any) -> tuple[dict[str, str], Any, Any]:
         parts = urlsplit(str(url))
         host = (parts.scheme, parts.netloc)
+        if self._env_generation != _forks.generation():  # a forked child: the copied
+            self._env_lock = threading.Lock()  # lock may have been held mid-update
+            self._env_generation = _forks.generation()
         with self._env_lock:
             found = self._env.get(host)
             if found is None:
@@ -172,8 +177,8 @@ class BlobStore:
     def __init__(self, service: BlobServiceClient, counter: RequestCounter) -> None:
         self._service = service
         self.requests = counter
-        # Shared by every container's staged uploads and read-ahead (threads start lazily).
-        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mizaic-blob")
+        # Shared by every container's staged uploads and reads (threads start lazily).
+        self._pool = WorkerPool(32)
 
     @staticmethod
     def _options(
@@ -268,22 +273,45 @@ class BlobStore:
 
     def close(self) -> None:
         """Close the connection pool (and the worker threads of staged uploads)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self._service.close()
 
 
-_fallback_lock = threading.Lock()
-_fallback: list[ThreadPoolExecutor] = []
+class WorkerPool:
+    """Worker threads for staged uploads and reads, rebuilt in a forked child.
+
+    A child process inherits the parent's executor but not its threads, and the copied
+    executor would believe they exist and never run a task: :meth:`get` hands out a fresh
+    executor whenever the fork generation changed.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._generation = -1
+
+    def get(self) -> ThreadPoolExecutor:
+        """This process's executor (made on first use)."""
+        generation = _forks.generation()
+        if self._executor is None or self._generation != generation:
+            if self._generation != generation:
+                self._lock = threading.Lock()  # a lock copied mid-use would never open
+            with self._lock:
+                if self._executor is None or self._generation != generation:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self._workers, thread_name_prefix="mizaic-blob"
+                    )
+                    self._generation = generation
+        return self._executor
+
+    def shutdown(self) -> None:
+        """Stop this process's workers (tasks not started are cancelled)."""
+        if self._executor is not None and self._generation == _forks.generation():
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _fallback_pool() -> ThreadPoolExecutor:
-    """Worker threads for a :class:`Container` made without a :class:`BlobStore`."""
-    with _fallback_lock:
-        if not _fallback:
-            _fallback.append(
-                ThreadPoolExecutor(max_workers=16, thread_name_prefix="mizaic-blob")
-            )
-        return _fallback[0]
+_fallback = WorkerPool(16)
 
 
 @dataclass(frozen=True)
@@ -377,7 +405,7 @@ def _total_size(properties: Any, got: int) -> int:
 class Container:
     """One container: a controller's, or the processor registry."""
 
-    def __init__(self, client: ContainerClient, pool: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, client: ContainerClient, pool: WorkerPool | None = None) -> None:
         self._client = client
         self._pool = pool
 
@@ -533,7 +561,7 @@ class Container:
         nonce = secrets.token_hex(8)
         ids: list[str] = []
         in_flight: set[Future[Any]] = set()
-        pool = self._pool or _fallback_pool()
+        pool = (self._pool or _fallback).get()
         total = 0
         try:
             while head:
@@ -678,7 +706,7 @@ class Container:
         """:meth:`open` on a worker thread: the first range is fetched while the caller
         does something else. The future raises what :meth:`open` would raise; a result
         nobody collects is simply dropped (nothing is held open but its first range)."""
-        pool = self._pool or _fallback_pool()
+        pool = (self._pool or _fallback).get()
         return pool.submit(self.open, name, what=what)
 
     def _ranges(
@@ -705,7 +733,7 @@ class Container:
             )
             return b"".join(downloader.chunks())
 
-        pool = self._pool or _fallback_pool()
+        pool = (self._pool or _fallback).get()
         ahead: deque[Future[bytes]] = deque()
         try:
             if read_ahead == 0:
