@@ -12,13 +12,11 @@ import datetime as dt
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, get_args
 
 from pydantic import ValidationError
 
-from mizaic_processor import _forks
 from mizaic_processor._audit_writer import AuditWriter, Ticket
 from mizaic_processor._azure.blob import Container, Staged
 from mizaic_processor._content import ContentReader, EncryptingReader, check_content
@@ -79,22 +77,8 @@ Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
 
 
-_NONCES_PER_DRAW = 64
 # The content id of the document a record is created with (replacements get random ids).
 FIRST_CONTENT_ID = "first"
-
-
-class _NoncePool:
-    """Random bytes of one thread of one process, handed out one nonce at a time (never
-    twice). A forked child inherits its parent's pools: the fork generation makes it draw
-    its own."""
-
-    __slots__ = ("data", "generation", "next")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.next = 0
-        self.generation = _forks.generation()
 
 
 class _StagedContent(NamedTuple):
@@ -197,7 +181,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
         self._chunk_size = chunk_size
         self._clock = clock
         self._random = random_bytes
-        self._nonces = threading.local()
+        self._nonces = envelope.NonceSource(random_bytes)
 
     def __repr__(self) -> str:
         return (
@@ -326,18 +310,8 @@ class ControllerScope(BulkOperations, InstructedOperations):
         )
 
     def _nonce(self) -> bytes:
-        """A fresh random nonce. Drawn from a per-thread pool of random bytes filled 64
-        nonces at a time: one system call instead of one per field."""
-        pool: _NoncePool | None = getattr(self._nonces, "pool", None)
-        if (
-            pool is None or pool.next >= len(pool.data)
-            or pool.generation != _forks.generation()
-        ):
-            pool = _NoncePool(self._random(envelope.NONCE_BYTES * _NONCES_PER_DRAW))
-            self._nonces.pool = pool
-        start = pool.next
-        pool.next = start + envelope.NONCE_BYTES
-        return pool.data[start:pool.next]
+        """A fresh random nonce (see :class:`~mizaic_processor._core.envelope.NonceSource`)."""
+        return self._nonces()
 
     # -- writes --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The per-thread nonce pool of a controller scope never hands out a nonce twice: not in
+"""The nonce source of the stores (a per-thread pool) never hands out a nonce twice: not in
 one thread, not across threads, not in a forked child (which inherits its parent's pools)."""
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ import threading
 import pytest
 
 from mizaic_processor._core import envelope
-from mizaic_processor._scope import ControllerScope
 
 
-def bare_scope() -> ControllerScope:
-    scope = object.__new__(ControllerScope)
-    scope._nonces = threading.local()
-    scope._random = os.urandom
-    return scope
+class _Nonces:
+    """The nonce source as a controller scope holds it."""
+
+    def __init__(self) -> None:
+        self._nonce = envelope.NonceSource(os.urandom)
+
+
+def bare_scope() -> _Nonces:
+    return _Nonces()
 
 
 def test_nonces_are_unique_within_and_across_threads() -> None:

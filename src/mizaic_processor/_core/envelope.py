@@ -39,7 +39,9 @@ Every parse or authentication failure raises the one opaque
 from __future__ import annotations
 
 import hmac
+import os
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -50,6 +52,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from mizaic_processor import _forks
 from mizaic_processor.errors import IntegrityError
 
 MAGIC = b"MZ"
@@ -715,3 +718,41 @@ __all__ = [
     "wrap_key",
     "wrapped_key_version",
 ]
+
+
+class _NoncePool:
+    """Random bytes of one thread of one process, handed out one nonce at a time."""
+
+    __slots__ = ("data", "generation", "next")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.next = 0
+        self.generation = _forks.generation()
+
+
+class NonceSource:
+    """Fresh random nonces of :data:`NONCE_BYTES`, never the same one twice.
+
+    Random bytes are drawn 64 nonces at a time into a pool per thread (one system call
+    instead of one per field). A forked child inherits its parent's pools; the fork
+    generation makes it draw its own, so parent and child never share a nonce.
+    """
+
+    PER_DRAW = 64
+
+    def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        self._random = random_bytes
+        self._local = threading.local()
+
+    def __call__(self) -> bytes:
+        pool: _NoncePool | None = getattr(self._local, "pool", None)
+        if (
+            pool is None or pool.next >= len(pool.data)
+            or pool.generation != _forks.generation()
+        ):
+            pool = _NoncePool(self._random(NONCE_BYTES * self.PER_DRAW))
+            self._local.pool = pool
+        start = pool.next
+        pool.next = start + NONCE_BYTES
+        return pool.data[start:pool.next]
