@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import CancelledError
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, get_args
 
 from pydantic import ValidationError
@@ -42,6 +43,7 @@ from mizaic_processor.errors import (
     MizaicError,
     NotFoundError,
     RestrictedError,
+    StorageError,
 )
 from mizaic_processor.keyring import Keyring
 from mizaic_processor.keys import KeyRotation
@@ -737,7 +739,10 @@ class ControllerScope(BulkOperations, InstructedOperations):
             if doc.content_id is None or not isinstance(info, dict):
                 raise NotFoundError("record has no content")
             if doc.content_id == FIRST_CONTENT_ID:
-                pieces = speculative.result()
+                try:
+                    pieces = speculative.result()
+                except CancelledError:  # the processor was closed meanwhile
+                    raise StorageError("the processor was closed during the read") from None
             else:
                 speculative.cancel()
                 pieces = self._container.open(self._content_blob(record_id, doc.content_id))

@@ -430,3 +430,45 @@ def test_staging_a_large_generated_stream_stays_in_bounded_memory(
     growth = rss.peak - baseline
     assert rss.samples > 20
     assert growth < LIMIT, f"peak RSS grew by {growth / MiB:.1f} MiB"
+
+
+class _ClosesMidway(io.RawIOBase):
+    """A stream that closes the blob store once part of it has been read."""
+
+    def __init__(self, data: bytes, close_at: int, close: Any) -> None:
+        self._data = io.BytesIO(data)
+        self._close_at = close_at
+        self._close = close
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._close is not None and self._data.tell() >= self._close_at:
+            self._close()
+            self._close = None
+        return self._data.readinto(buffer)
+
+
+def test_closing_the_store_mid_upload_raises_storage_error_and_leaves_nothing(
+    azurite: AzuriteServer, store: BlobStore, container: Container,
+) -> None:
+    data = payload(20 * MiB)
+    stream = _ClosesMidway(data, 9 * MiB, store.close)
+    with pytest.raises(StorageError, match="closed"):
+        container.stage_stream("closing.bin", stream, length=len(data))
+    fresh = BlobStore.from_connection_string(azurite.connection_string)
+    try:
+        assert invisible(fresh.container(container.name), "closing.bin")
+    finally:
+        fresh.close()
+
+
+def test_reading_after_the_store_closed_raises_storage_error(
+    store: BlobStore, container: Container,
+) -> None:
+    data = payload(3 * MiB)
+    container.put_stream("read-closed.bin", io.BytesIO(data), length=len(data))
+    store.close()
+    with pytest.raises(StorageError, match="closed"):
+        container.open_soon("read-closed.bin")

@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -42,6 +42,7 @@ from mizaic_processor.errors import (
     AccessDeniedError,
     ConflictError,
     InvalidInputError,
+    MizaicError,
     NotFoundError,
     StorageError,
 )
@@ -290,10 +291,16 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._generation = -1
+        self._closed_in: int | None = None
 
     def get(self) -> ThreadPoolExecutor:
-        """This process's executor (made on first use)."""
+        """This process's executor (made on first use).
+
+        :raises RuntimeError: once :meth:`shutdown` was called in this process.
+        """
         generation = _forks.generation()
+        if self._closed_in == generation:
+            raise RuntimeError("the worker pool is shut down")
         if self._executor is None or self._generation != generation:
             if self._generation != generation:
                 self._lock = threading.Lock()  # a lock copied mid-use would never open
@@ -307,6 +314,7 @@ class WorkerPool:
 
     def shutdown(self) -> None:
         """Stop this process's workers (tasks not started are cancelled)."""
+        self._closed_in = _forks.generation()
         if self._executor is not None and self._generation == _forks.generation():
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -390,6 +398,13 @@ class _Blocks:
         if len(parts) == 1 and type(parts[0]) is bytes:
             return parts[0]
         return b"".join(parts)
+
+
+def _closed(what: str) -> StorageError:
+    return StorageError(
+        f"the processor was closed (or storage answered malformed) while {what} was in "
+        "transfer"
+    )
 
 
 def _total_size(properties: Any, got: int) -> int:
@@ -561,7 +576,7 @@ class Container:
         nonce = secrets.token_hex(8)
         ids: list[str] = []
         in_flight: set[Future[Any]] = set()
-        pool = (self._pool or _fallback).get()
+        pool = self._workers(what)
         total = 0
         try:
             while head:
@@ -588,6 +603,15 @@ class Container:
         except AzureError as exc:
             self._abandon(in_flight)
             raise translate(exc, what) from exc
+        except (CancelledError, RuntimeError) as exc:
+            self._abandon(in_flight)
+            raise _closed(what) from exc
+        except ValueError as exc:
+            self._abandon(in_flight)
+            if isinstance(exc, MizaicError):
+                raise
+            # the SDK's own: a transport closed under a block in flight, a bad answer
+            raise _closed(what) from exc
         except BaseException:
             self._abandon(in_flight)
             raise
@@ -698,16 +722,27 @@ class Container:
             first = b"".join(downloader.chunks())
         except AzureError as exc:
             raise translate(exc, what) from exc
+        except ValueError as exc:  # the SDK's own check of a malformed response
+            raise StorageError(f"Azure Storage sent a malformed answer for {what}") from exc
         total = _total_size(downloader.properties, len(first))
         etag = str(downloader.properties.etag)
         return self._ranges(client, first, total, etag, range_size, read_ahead, what)
+
+    def _workers(self, what: str) -> ThreadPoolExecutor:
+        try:
+            return (self._pool or _fallback).get()
+        except RuntimeError as exc:
+            raise _closed(what) from exc
 
     def open_soon(self, name: str, *, what: str = "content") -> Future[Iterator[bytes]]:
         """:meth:`open` on a worker thread: the first range is fetched while the caller
         does something else. The future raises what :meth:`open` would raise; a result
         nobody collects is simply dropped (nothing is held open but its first range)."""
-        pool = (self._pool or _fallback).get()
-        return pool.submit(self.open, name, what=what)
+        pool = self._workers(what)
+        try:
+            return pool.submit(self.open, name, what=what)
+        except RuntimeError as exc:  # the processor was closed
+            raise _closed(what) from exc
 
     def _ranges(
         self,
@@ -733,7 +768,7 @@ class Container:
             )
             return b"".join(downloader.chunks())
 
-        pool = (self._pool or _fallback).get()
+        pool = self._workers(what)
         ahead: deque[Future[bytes]] = deque()
         try:
             if read_ahead == 0:
@@ -753,6 +788,10 @@ class Container:
                 del piece
         except AzureError as exc:
             raise translate(exc, what) from exc
+        except ValueError as exc:  # the SDK's own check of a malformed response
+            raise StorageError(f"Azure Storage sent a malformed answer for {what}") from exc
+        except (CancelledError, RuntimeError) as exc:
+            raise _closed(what) from exc
         finally:
             for future in ahead:
                 future.cancel()
