@@ -155,6 +155,16 @@ class _Session(requests.Session):
         return super().merge_environment_settings(url, merged, stream, verify, cert)
 
 
+class _Transport(RequestsTransport):  # type: ignore[misc]  # the SDK is untyped here
+    """The SDK's requests transport; used after ``close()`` it raises the library's
+    :class:`StorageError` (not retried, not the SDK's bare ``ValueError``)."""
+
+    def open(self) -> None:
+        if self._has_been_opened and not self.session:
+            raise StorageError("the processor is closed; Azure Storage cannot be used")
+        super().open()
+
+
 class RequestCounter:
     """Counts HTTP responses from Azure Storage (each attempt of a retry, each page)."""
 
@@ -198,7 +208,7 @@ class BlobStore:
                 retry_total=retry_total,
                 random_jitter_range=1,
             ),
-            "transport": RequestsTransport(
+            "transport": _Transport(
                 session=session, session_owner=True, connection_data_block_size=_RECV_BLOCK
             ),
             "raw_response_hook": counter,
