@@ -363,14 +363,15 @@ class ControllerScope(BulkOperations, InstructedOperations):
             skid = ids.b32(self._random(16))
         suffix = self._random(16)
         record_id = ids.make_record_id(skid_bytes(skid), suffix)
-        staged: list[_StagedContent] = []
+        prepared: list[tuple[envelope.RecordKeys, _StagedContent]] = []
 
         def stage() -> None:
             # the subject's key exists: encrypt and stage the document (uncommitted,
             # invisible) while the audit event is being made durable
             keys = self._record_keys(self._keys.subject_key(skid), record_id)
-            staged.append(self._stage_content(keys, record_id, new.content, new.content_type,
-                                              first=True))
+            prepared.append((keys, self._stage_content(
+                keys, record_id, new.content, new.content_type, first=True
+            )))
 
         def run() -> RecordRef:
             key = (
@@ -382,13 +383,15 @@ class ControllerScope(BulkOperations, InstructedOperations):
                 rid = ids.make_record_id(key.skid_bytes, suffix)
                 self._emit("record.create", "C", rid)[1].wait()
             now = self._clock()
+            early = prepared[0] if prepared and rid == record_id else None
+            keys = early[0] if early else self._record_keys(key, rid)
             return self._write(
-                key,
+                keys,
                 rid,
                 category=data.category,
                 version=1,
                 field_envelopes=record_doc.encrypt_fields(
-                    self._record_keys(key, rid), data.fields,
+                    keys, data.fields,
                     controller_id=self.controller_id, record_id=rid, nonce=self._nonce,
                 ),
                 meta={
@@ -401,7 +404,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
                 content=new.content,
                 content_type=new.content_type,
                 etag=None,
-                staged=staged[0] if staged and rid == record_id else None,
+                staged=early[1] if early else None,
             )
 
         # only bytes: a stream read before the event is durable would be left consumed if
@@ -415,7 +418,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
 
     def _write(
         self,
-        key: SubjectKey,
+        keys: envelope.RecordKeys,
         record_id: str,
         *,
         category: str,
@@ -428,7 +431,6 @@ class ControllerScope(BulkOperations, InstructedOperations):
         content_id: str | None = None,
         staged: _StagedContent | None = None,
     ) -> RecordRef:
-        keys = self._record_keys(key, record_id)
         if content is not None and content_type is not None:
             if staged is None:
                 staged = self._stage_content(keys, record_id, content, content_type,
@@ -596,7 +598,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
         meta["updated_at"] = self._clock().isoformat()
         old_content = doc.content_id
         ref = self._write(
-            key, record_id, category=doc.category, version=doc.version + 1,
+            keys, record_id, category=doc.category, version=doc.version + 1,
             field_envelopes=envelopes, meta=meta, content=content, content_type=content_type,
             etag=etag, content_id=old_content,
         )

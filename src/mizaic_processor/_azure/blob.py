@@ -410,6 +410,10 @@ class _Blocks:
         return b"".join(parts)
 
 
+def _malformed(what: str) -> StorageError:
+    return StorageError(f"Azure Storage sent a malformed answer for {what}")
+
+
 def _closed(what: str) -> StorageError:
     return StorageError(
         f"the processor was closed (or storage answered malformed) while {what} was in "
@@ -733,7 +737,7 @@ class Container:
         except AzureError as exc:
             raise translate(exc, what) from exc
         except ValueError as exc:  # the SDK's own check of a malformed response
-            raise StorageError(f"Azure Storage sent a malformed answer for {what}") from exc
+            raise _malformed(what) from exc
         total = _total_size(downloader.properties, len(first))
         etag = str(downloader.properties.etag)
         return self._ranges(client, first, total, etag, range_size, read_ahead, what)
@@ -799,7 +803,7 @@ class Container:
         except AzureError as exc:
             raise translate(exc, what) from exc
         except ValueError as exc:  # the SDK's own check of a malformed response
-            raise StorageError(f"Azure Storage sent a malformed answer for {what}") from exc
+            raise _malformed(what) from exc
         except (CancelledError, RuntimeError) as exc:
             raise _closed(what) from exc
         finally:
