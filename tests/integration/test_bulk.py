@@ -9,10 +9,9 @@ import datetime as dt
 import io
 import pickle
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
 from mizaic_processor import (
     AccessDeniedError,
@@ -27,7 +26,6 @@ from mizaic_processor import (
     Processor,
     RestrictedError,
 )
-from mizaic_processor.testing import AzuriteServer
 
 OPERATOR = Actor.processor_operator("ops@mizaic.example")
 SERVICE = Actor.service("svc-epr")
@@ -45,29 +43,6 @@ def nhs(n: int) -> NHSNumber:
         if check != 10:
             return NHSNumber(digits + str(check))
         k += 1_000_000
-
-
-@pytest.fixture
-def cid(processor: Processor) -> str:
-    cid = "t" + uuid.uuid4().hex[:10]
-    processor.register_controller(cid, name="Test Trust", actor=OPERATOR)
-    return cid
-
-
-@pytest.fixture
-def svc(processor: Processor, cid: str) -> ControllerScope:
-    return processor.tenant(cid, actor=SERVICE)
-
-
-@pytest.fixture
-def admin(processor: Processor, cid: str) -> ControllerScope:
-    return processor.tenant(cid, actor=ADMIN)
-
-
-@pytest.fixture
-def raw(azurite: AzuriteServer, cid: str) -> Iterator[ContainerClient]:
-    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        yield service.get_container_client(f"mzc-{cid}")
 
 
 def data_state(container: ContainerClient) -> list[tuple[str, str]]:

@@ -48,28 +48,6 @@ def register(processor: Processor) -> str:
     return cid
 
 
-@pytest.fixture
-def cid(processor: Processor) -> str:
-    return register(processor)
-
-
-@pytest.fixture
-def svc(processor: Processor, cid: str) -> ControllerScope:
-    return processor.tenant(cid, actor=SERVICE)
-
-
-@pytest.fixture
-def admin(processor: Processor, cid: str) -> ControllerScope:
-    return processor.tenant(cid, actor=ADMIN)
-
-
-@pytest.fixture
-def raw(azurite: AzuriteServer, cid: str) -> Iterator[ContainerClient]:
-    """The controller's container through the raw SDK (to inspect and tamper)."""
-    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        yield service.get_container_client(f"mzc-{cid}")
-
-
 def blob_names(container: ContainerClient, prefix: str = "") -> list[str]:
     return sorted(container.list_blob_names(name_starts_with=prefix or None))
 
