@@ -157,7 +157,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
         purpose: str,
         container: Container,
         keys: ControllerKeys,
-        audit: AuditWriter,
+        audit: Callable[[], AuditWriter],
         docs: ControllerDocs,
         ledger: Ledger,
         instructions: InstructionBook,
@@ -177,7 +177,8 @@ class ControllerScope(BulkOperations, InstructedOperations):
         self._controller = controller
         self._actor = actor
         self._purpose = purpose
-        self._writer = audit
+        self._audit_for = audit
+        self._audit_writer = audit()
         self._container = container
         self._keys = keys
         self._chunk_size = chunk_size
@@ -190,6 +191,16 @@ class ControllerScope(BulkOperations, InstructedOperations):
             f"ControllerScope(controller={self.controller_id!r}, actor={self._actor.id!r}, "
             f"role={self._actor.role.value!r})"
         )
+
+    @property
+    def _writer(self) -> AuditWriter:
+        """This process's audit writer: a scope made before ``os.fork`` (a module-level
+        scope under gunicorn ``--preload``) must not queue events for its parent's writer,
+        whose thread the child does not have, or continue its parent's chain."""
+        writer = self._audit_writer
+        if writer.pid != os.getpid():
+            writer = self._audit_writer = self._audit_for()
+        return writer
 
     @property
     def controller_id(self) -> str:

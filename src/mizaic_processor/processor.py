@@ -540,7 +540,7 @@ class Processor:
             purpose=purpose,
             container=self._store.container(controller.container),
             keys=self._controller_keys(controller),
-            audit=self._audit_writer(controller),
+            audit=lambda: self._audit_writer(controller),
             docs=docs,
             ledger=ledger,
             instructions=instructions,

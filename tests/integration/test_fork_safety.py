@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from mizaic_processor import Actor, LocalKeyring, NHSNumber, Processor
+from mizaic_processor import Actor, ControllerScope, LocalKeyring, NHSNumber, Processor
 from mizaic_processor.testing import AzuriteServer
 
 OPERATOR = Actor.processor_operator("ops@mizaic.example")
@@ -69,4 +69,73 @@ def test_a_forked_child_reads_and_stages_documents_after_its_parent_did(
         report = os.read(read_end, 200)
         os.close(read_end)
         assert report == b"ok", report
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("child_scope", ["made before the fork", "made in the child"])
+def test_a_parent_and_its_forked_child_reading_at_once_each_get_their_own_answers(
+    azurite: AzuriteServer, child_scope: str
+) -> None:
+    # The parent's idle keep-alive connections are copied into the child. Were both to
+    # use one socket, Azure Storage's answers would reach the wrong process: a record
+    # meant for the other (caught as an integrity failure or a mismatch) or a wait for
+    # an answer the other process took. A scope made before the fork (a module-level
+    # scope under gunicorn --preload) must audit through the child's own writer: the
+    # parent's writer thread does not exist in the child.
+    with Processor.from_connection_string(
+        azurite.connection_string, region="uksouth", keyring=LocalKeyring.generate(),
+        retry_total=0,
+    ) as proc:
+        cid = "fk" + uuid.uuid4().hex[:10]
+        proc.register_controller(cid, name="Fork Trust", actor=OPERATOR)
+        scope = proc.tenant(cid, actor=SERVICE)
+        expected = {
+            scope.create_record(NHSNumber("9434765919"), category="adult",
+                                fields={"n": n}).record_id: n
+            for n in range(24)
+        }
+        ids = list(expected)
+        scope.get_records(ids, max_concurrency=8)  # 8 idle pooled connections now
+
+        def read_rounds(reader: ControllerScope) -> str:
+            for _ in range(15):
+                records = reader.get_records(ids, max_concurrency=8)
+                if [r.fields["n"] for r in records] != [expected[i] for i in ids]:
+                    return "wrong records"
+            return "ok"
+
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                signal.alarm(120)
+                mine = scope if child_scope == "made before the fork" else proc.tenant(
+                    cid, actor=SERVICE
+                )
+                os.write(write_end, read_rounds(mine).encode())
+                status = 0
+            except BaseException as exc:  # report, never return into pytest in the child
+                os.write(write_end, type(exc).__name__.encode())
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        try:
+            parent = read_rounds(scope)
+        except Exception as exc:
+            parent = type(exc).__name__
+        deadline = time.monotonic() + 150
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.1)
+        child = os.read(read_end, 200).decode()
+        os.close(read_end)
+        assert (parent, child) == ("ok", "ok")
         assert os.waitstatus_to_exitcode(status) == 0

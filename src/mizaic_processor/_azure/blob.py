@@ -121,9 +121,8 @@ class _Session(requests.Session):
     def _environment(self, url: Any) -> tuple[dict[str, str], Any, Any]:
         parts = urlsplit(str(url))
         host = (parts.scheme, parts.netloc)
-        if self._env_generation != _forks.generation():  # a forked child: the copied
-            self._env_lock = threading.Lock()  # lock may have been held mid-update
-            self._env_generation = _forks.generation()
+        if self._env_generation != _forks.generation():
+            self._after_fork()
         with self._env_lock:
             found = self._env.get(host)
             if found is None:
@@ -137,6 +136,19 @@ class _Session(requests.Session):
                 )
                 self._env[host] = found
         return found
+
+    def _after_fork(self) -> None:
+        """In a forked child, before its first request: drop the connections inherited
+        from the parent. A keep-alive socket used by both processes would hand one
+        process the other's response (an audit append's, a record's). Closing the
+        child's copies leaves the parent's connections open; new ones are made on use.
+        The copied lock may have been held mid-update, so it is replaced too."""
+        with _forks.lock():
+            if self._env_generation != _forks.generation():
+                self._env_lock = threading.Lock()
+                for adapter in self.adapters.values():
+                    adapter.close()  # empties its pools; the adapter stays usable
+                self._env_generation = _forks.generation()
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         if not request.auth and not self.auth:
@@ -298,29 +310,28 @@ class WorkerPool:
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
-        self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._generation = -1
+        self._generation = _forks.generation()
         self._closed_in: int | None = None
 
     def get(self) -> ThreadPoolExecutor:
-        """This process's executor (made on first use).
+        """This process's executor (made on first use; one, however many threads ask).
 
         :raises RuntimeError: once :meth:`shutdown` was called in this process.
         """
         generation = _forks.generation()
         if self._closed_in == generation:
             raise RuntimeError("the worker pool is shut down")
-        if self._executor is None or self._generation != generation:
-            if self._generation != generation:
-                self._lock = threading.Lock()  # a lock copied mid-use would never open
-            with self._lock:
+        executor = self._executor
+        if executor is None or self._generation != generation:
+            with _forks.lock():  # new in a forked child, so never copied held
                 if self._executor is None or self._generation != generation:
                     self._executor = ThreadPoolExecutor(
                         max_workers=self._workers, thread_name_prefix="mizaic-blob"
                     )
                     self._generation = generation
-        return self._executor
+                executor = self._executor
+        return executor
 
     def shutdown(self) -> None:
         """Stop this process's workers (tasks not started are cancelled)."""
