@@ -297,6 +297,32 @@ def test_a_stream_error_midway_leaves_nothing_visible(container: Container) -> N
     assert container.get("doc/broken").data == data
 
 
+@pytest.mark.parametrize("error", [ValueError, RuntimeError, UnicodeDecodeError])
+def test_what_the_stream_raises_after_blocks_are_in_flight_is_passed_on_unchanged(
+    container: Container, error: type[Exception]
+) -> None:
+    # ValueError (a closed file) and RuntimeError are also what a closed processor's
+    # pool raises; the caller's own must not be reported as "the processor was closed"
+    def raising() -> Iterator[bytes]:
+        yield from failing_stream(6 * 64 * KiB)
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from raising()
+        except SourceError:
+            if error is UnicodeDecodeError:
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid") from None
+            raise error("the caller's stream failed") from None
+
+    with pytest.raises(error) as caught:
+        container.stage_stream(
+            "doc/raising", stream(), length=None, block_size=64 * KiB, inline_max=0,
+            max_concurrency=2,
+        )
+    assert type(caught.value) is error
+    assert invisible(container, "doc/raising")
+
+
 def test_a_stream_shorter_or_longer_than_its_length_is_refused(container: Container) -> None:
     data = payload(5 * 64 * KiB)
     with pytest.raises(InvalidInputError, match="shorter"):

@@ -360,6 +360,14 @@ class Staged:
     inline: bytes | None = field(default=None, repr=False)
 
 
+class _SourceError(Exception):
+    """Carries what reading the caller's stream raised past the staging loop's handlers."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+
 class _Blocks:
     """Reads a stream or an iterable of pieces in blocks, checking a declared length."""
 
@@ -603,6 +611,15 @@ class Container:
         in_flight: set[Future[Any]] = set()
         pool = self._workers(what)
         total = 0
+
+        def read_block() -> bytes:
+            # the caller's stream: whatever it raises is passed on as it is, never taken
+            # for a failure of the processor or of Azure Storage by the handlers below
+            try:
+                return blocks.read(block_size)
+            except BaseException as exc:
+                raise _SourceError(exc) from None
+
         try:
             while head:
                 if len(ids) >= _MAX_BLOCKS:
@@ -618,13 +635,16 @@ class Container:
                 total += len(block)
                 del block  # hold at most max_concurrency blocks in flight plus one
                 if not head and not ended:
-                    block = blocks.read(block_size)
+                    block = read_block()
                     ended = len(block) < block_size
                     if block:
                         head.append(block)
                     del block
             for future in in_flight:
                 future.result()
+        except _SourceError as failed:
+            self._abandon(in_flight)
+            raise failed.error from failed.error.__cause__
         except AzureError as exc:
             self._abandon(in_flight)
             raise translate(exc, what) from exc
