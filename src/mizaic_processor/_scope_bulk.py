@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from mizaic_processor._core import ids
 from mizaic_processor._progress import Progress, no_progress
-from mizaic_processor.errors import InvalidInputError, MizaicError, PartialFailureError
+from mizaic_processor.errors import (
+    InvalidInputError,
+    MizaicError,
+    PartialFailureError,
+    StorageError,
+)
 from mizaic_processor.models import NewRecord, Record, RecordRef, Role
 
 if TYPE_CHECKING:
@@ -199,8 +204,13 @@ def _run_grouped(
                 return
             one(positions[0])
             for position in positions[1:]:
-                if not stopping.is_set():
+                if stopping.is_set():
+                    continue
+                try:
                     pool.submit(one, position)
+                except RuntimeError:  # the interpreter is shutting down: never started
+                    errors[position] = StorageError("the item could not be started")
+                    finished.put(position)  # else the caller would wait for it forever
 
         for positions in groups:
             pool.submit(group, positions)
