@@ -302,19 +302,72 @@ def measure_pair(
     warmup: bool = False,
 ) -> tuple[list[float], list[float]]:
     """Run both ``reps`` times, alternating which goes first; each returns its figure."""
-    if warmup:
-        ours(-1)
-        baseline(-1)
-    ours_out: list[float] = []
-    base_out: list[float] = []
-    for rep in range(reps):
-        if rep % 2 == 0:
-            ours_out.append(ours(rep))
-            base_out.append(baseline(rep))
-        else:
-            base_out.append(baseline(rep))
-            ours_out.append(ours(rep))
+    ours_out, base_out = measure_set(reps, [ours, baseline], warmup=warmup)
     return ours_out, base_out
+
+
+def measure_set(
+    reps: int, runs: Sequence[Callable[[int], float]], *, warmup: bool = False
+) -> list[list[float]]:
+    """Run each of ``runs`` ``reps`` times, the order rotating every repetition (so no
+    one of them always goes first); return each one's figures."""
+    if warmup:
+        for run in runs:
+            run(-1)
+    out: list[list[float]] = [[] for _ in runs]
+    for rep in range(reps):
+        for k in range(len(runs)):
+            which = (k + rep) % len(runs)
+            out[which].append(runs[which](rep))
+    return out
+
+
+class AuditFloor:
+    """The least a write-ahead audited operation can cost on this store: the raw SDK
+    appending one audit line to an append blob, then (a write) uploading, or together
+    with it (a read) downloading. Measured as a second baseline, it separates what the
+    audit rule costs from what the library adds on top of it."""
+
+    LINE = json.dumps({
+        "id": "e" + "0" * 26, "at": "2026-01-01T00:00:00+00:00", "actor": "svc-bench",
+        "role": "service", "op": "record.create", "action": "C", "entity": "r" + "0" * 52,
+        "outcome": "success", "purpose": "TREAT", "chain": "w" + "0" * 26, "seq": 1,
+        "prev": "0" * 64,
+    }).encode() + b"\n"
+    NOTE = ("floor = the raw SDK's append_block of one audit line to an append blob and "
+            "the same raw call: a write after the append, a read alongside it")
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        self._segment = 0
+        self._blocks = 0
+        self._client = self._next_segment()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-floor")
+
+    def _next_segment(self) -> Any:
+        self._segment += 1
+        self._blocks = 0
+        client = self._container.get_blob_client(f"floor-audit/{os.getpid()}/{self._segment}")
+        client.create_append_blob()
+        return client
+
+    def _append(self) -> None:
+        if self._blocks >= 40_000:
+            self._client = self._next_segment()
+        self._blocks += 1
+        self._client.append_block(self.LINE, length=len(self.LINE))
+
+    def write(self, upload: Callable[[], object]) -> None:
+        self._append()
+        upload()
+
+    def read(self, download: Callable[[], object]) -> None:
+        pending = self._pool.submit(self._append)
+        download()
+        pending.result()
+
+    def close(self) -> None:
+        self._pool.shutdown()
 
 
 def run_tasks(fn: Callable[[Any], Any], tasks: Sequence[Any], concurrency: int) -> float:

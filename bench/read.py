@@ -19,6 +19,7 @@ from typing import Any
 from ._common import (
     BULK_NOTE,
     EVENTS,
+    AuditFloor,
     Config,
     ScenarioResult,
     azurite,
@@ -26,6 +27,7 @@ from ._common import (
     library,
     log,
     measure_pair,
+    measure_set,
     new_subject,
     raw_service,
     record_fields,
@@ -76,6 +78,8 @@ def run(cfg: Config) -> ScenarioResult:
             "is returned); raw = download_blob(...).readall() of the same JSON, unencrypted"
         )
 
+        audit_floor = AuditFloor(raw_container)
+
         def raw_get(name: str) -> None:
             raw_container.download_blob(name).readall()
 
@@ -106,14 +110,32 @@ def run(cfg: Config) -> ScenarioResult:
                              concurrency: int = concurrency) -> float:
                     return len(names_now) / run_tasks(raw_get, names_now, concurrency)
 
+                def floor(rep: int, names_now: list[str] = names_now) -> float:
+                    start = time.perf_counter()
+                    for name in names_now:
+                        audit_floor.read(lambda name=name: raw_get(name))
+                    return len(names_now) / (time.perf_counter() - start)
+
                 where = "single-threaded" if concurrency == 1 else f"{concurrency} in flight"
                 log(f"  … get {label}, {where} ({count} records per repetition)")
-                ours_s, base_s = measure_pair(cfg.reps, ours, baseline, warmup=cfg.warmup)
+                if concurrency == 1:
+                    ours_s, base_s, floor_s = measure_set(
+                        cfg.reps, [ours, baseline, floor], warmup=cfg.warmup
+                    )
+                else:
+                    ours_s, base_s = measure_pair(cfg.reps, ours, baseline, warmup=cfg.warmup)
                 result.add(throughput_line(
                     KEY, f"get {label}, {where}", "records/s", ours_s, base_s,
                     "raw download_blob", target_for(concurrency),
                     note=BULK_NOTE if concurrency > 1 else "",
                 ))
+                if concurrency == 1:
+                    result.add(throughput_line(
+                        KEY, f"get {label}, {where}, vs the write-ahead floor", "records/s",
+                        ours_s, floor_s, "raw download_blob with append_block alongside",
+                        None, note=AuditFloor.NOTE,
+                    ))
+        audit_floor.close()
         lib.close()
         raw.close()
     return result

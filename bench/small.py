@@ -21,6 +21,7 @@ from mizaic_processor import NewRecord
 from ._common import (
     BULK_NOTE,
     EVENTS,
+    AuditFloor,
     Config,
     ScenarioResult,
     Target,
@@ -29,6 +30,7 @@ from ._common import (
     library,
     log,
     measure_pair,
+    measure_set,
     new_subject,
     raw_service,
     record_fields,
@@ -67,6 +69,7 @@ def run(cfg: Config) -> ScenarioResult:
         )
         run_id = itertools.count()
         scope = lib.scope
+        audit_floor = AuditFloor(raw_container)
 
         for per_subject in (cfg.per_subject, 1):
             for concurrency in (1, *cfg.concurrency):
@@ -117,12 +120,27 @@ def run(cfg: Config) -> ScenarioResult:
 
                     return len(blobs) / run_tasks(task, tasks, concurrency)
 
+                def floor(rep: int, blobs: list[bytes] = blobs) -> float:
+                    prefix = f"floor/{os.getpid()}-{next(run_id)}"
+                    start = time.perf_counter()
+                    for k, data in enumerate(blobs):
+                        client = raw_container.get_blob_client(f"{prefix}/{k:06d}")
+                        audit_floor.write(
+                            lambda c=client, d=data: c.upload_blob(d, length=len(d))
+                        )
+                    return len(blobs) / (time.perf_counter() - start)
+
                 label = (
                     f"{per_subject} record{'s' if per_subject > 1 else ''}/subject, "
                     + ("single-threaded" if concurrency == 1 else f"{concurrency} in flight")
                 )
                 log(f"  … ingest {label} ({n} records per repetition)")
-                ours_s, base_s = measure_pair(cfg.reps, ours, baseline, warmup=cfg.warmup)
+                if concurrency == 1:
+                    ours_s, base_s, floor_s = measure_set(
+                        cfg.reps, [ours, baseline, floor], warmup=cfg.warmup
+                    )
+                else:
+                    ours_s, base_s = measure_pair(cfg.reps, ours, baseline, warmup=cfg.warmup)
                 note = f"ours {sum(requests) / len(requests):.2f} requests/record vs raw 1"
                 if concurrency > 1:
                     note = f"{BULK_NOTE}; {note}"
@@ -130,6 +148,13 @@ def run(cfg: Config) -> ScenarioResult:
                     KEY, f"ingest {label}", "records/s", ours_s, base_s, "raw upload_blob",
                     target_for(concurrency), note=note,
                 ))
+                if concurrency == 1:
+                    result.add(throughput_line(
+                        KEY, f"ingest {label}, vs the write-ahead floor", "records/s",
+                        ours_s, floor_s, "raw append_block, then upload_blob", None,
+                        note=f"{AuditFloor.NOTE}; floor 2 requests/record",
+                    ))
+        audit_floor.close()
         lib.close()
         raw.close()
     return result
