@@ -266,7 +266,8 @@ def create_batch(
             ))
         except PartialFailureError as exc:
             # The message has counts and error kinds only; results[i] is None where item i
-            # failed, and errors[i] is its MizaicError. The other items are stored.
+            # failed, and errors[i] is its error (a MizaicError, or an OSError from reading
+            # its scan). The other items are stored.
             print(f"  {label}: {exc}")
             return [ref if isinstance(ref, RecordRef) else None for ref in exc.results]
 

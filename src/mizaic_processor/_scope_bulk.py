@@ -19,7 +19,6 @@ from mizaic_processor._core import ids
 from mizaic_processor._progress import Progress, no_progress
 from mizaic_processor.errors import (
     InvalidInputError,
-    MizaicError,
     PartialFailureError,
     StorageError,
 )
@@ -74,7 +73,9 @@ class BulkOperations:
             any I/O; nothing is written.
         :raises AccessDeniedError: if the actor may not write records.
         :raises PartialFailureError: if some items failed; the others were stored, and
-            ``results`` holds their refs (``None`` where an item failed). As with
+            ``results`` holds their refs (``None`` where an item failed). ``errors`` holds
+            each failed item's error: the library's, or what the item's own content
+            stream raised (an ``OSError`` from a file, say), as it was raised. As with
             :meth:`create_record`, an item that failed with :class:`StorageError` may
             have been stored all the same (its outcome is unknown): look before
             re-submitting it.
@@ -175,11 +176,14 @@ def _run_grouped(
     """Run ``run(position)`` for every position on a pool of ``workers`` threads.
 
     Each group's first position runs before the group's others, which then run
-    concurrently. Library errors are collected per position (raised together as
-    :class:`PartialFailureError`); anything else is a bug and is re-raised as is.
+    concurrently. An item's error (the library's, or an ``Exception`` from the caller's
+    own content stream) is collected per position, and all are raised together as
+    :class:`PartialFailureError` with the other items' results, so that what was stored is
+    never lost to one item's failure. A ``BaseException`` that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``) is re-raised as it is.
     """
     results: list[_R | None] = [None] * total
-    errors: dict[int, MizaicError] = {}
+    errors: dict[int, Exception] = {}
     crashes: list[BaseException] = []
     finished: queue.SimpleQueue[int] = queue.SimpleQueue()
     stopping = threading.Event()
@@ -192,9 +196,9 @@ def _run_grouped(
                 return
             try:
                 results[position] = run(position)
-            except MizaicError as exc:
+            except Exception as exc:  # this item failed; the others' results are kept
                 errors[position] = exc
-            except BaseException as exc:  # a bug: surface it, do not file it as a failure
+            except BaseException as exc:  # an interrupt: stop as the caller asked
                 crashes.append(exc)
             finally:
                 finished.put(position)

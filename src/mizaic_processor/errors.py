@@ -141,7 +141,8 @@ class PartialFailureError(MizaicError):
     """Some items of a bulk operation failed; every other item was carried out.
 
     ``results[i]`` is item ``i``'s result, or ``None`` if it failed; ``errors`` maps the
-    position of each failed item to its error (a :class:`MizaicError`). Each item is its
+    position of each failed item to its error: a :class:`MizaicError`, or whatever the
+    caller's own code raised for that item (a content stream's ``OSError``). Each item is its
     own audited operation with the guarantees of its single form: a failed item's record
     was not stored, except that one failing with :class:`StorageError` may have been
     (its outcome is unknown, as for any single write; a new subject's key may also exist
@@ -149,12 +150,12 @@ class PartialFailureError(MizaicError):
     counts and error kinds only.
     """
 
-    def __init__(self, results: Sequence[object], errors: Mapping[int, MizaicError]) -> None:
+    def __init__(self, results: Sequence[object], errors: Mapping[int, Exception]) -> None:
         kinds = Counter(type(exc).__name__ for exc in errors.values())
         summary = ", ".join(f"{name} x{count}" for name, count in sorted(kinds.items()))
         super().__init__(f"{len(errors)} of {len(results)} items failed ({summary})")
         self.results: tuple[object, ...] = tuple(results)
-        self.errors: dict[int, MizaicError] = dict(sorted(errors.items()))
+        self.errors: dict[int, Exception] = dict(sorted(errors.items()))
 
     def __reduce__(self) -> tuple[type[PartialFailureError], tuple[object, ...]]:
         # picklable (multiprocessing, task queues): rebuilt from its parts, not its message

@@ -231,6 +231,54 @@ def test_the_same_stream_in_two_items_is_refused_before_any_io(
     assert stream.tell() == 0
 
 
+class _ScanThatFails(io.RawIOBase):
+    """A file whose read fails part-way, as a scan on a failing disk or share would."""
+
+    def __init__(self, good: int) -> None:
+        self._left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            raise OSError(5, "Input/output error", "/scans/SYN-CN-001.pdf")
+        n = min(len(buffer), self._left)
+        buffer[:n] = b"%" * n
+        self._left -= n
+        return n
+
+
+def test_a_stream_that_fails_in_one_item_keeps_the_other_items_refs(
+    svc: ControllerScope, raw: ContainerClient,
+) -> None:
+    # Creates are not idempotent: losing the refs of the items that were stored would make
+    # a caller re-submit them and store every one of them twice.
+    docs = [bytes([i]) * 70_000 for i in range(4)]
+    items = [NewRecord(nhs(i), category="adult", fields={"i": i}, content=d,
+                       content_type="application/pdf") for i, d in enumerate(docs)]
+    items[2] = NewRecord(nhs(2), category="adult", fields={"i": 2},
+                         content=io.BufferedReader(_ScanThatFails(50_000)),
+                         content_type="application/pdf")
+    with pytest.raises(PartialFailureError) as caught:
+        svc.create_records(items, max_concurrency=4)
+    error = caught.value
+    assert set(error.errors) == {2}
+    assert type(error.errors[2]) is OSError
+    assert error.errors[2].filename == "/scans/SYN-CN-001.pdf"  # the caller's own, as raised
+    assert "SYN-CN-001" not in str(error)  # the message names kinds only
+    assert "1 of 4 items failed (OSError x1)" in str(error)
+    assert error.results[2] is None
+    stored = [r for r in error.results if r is not None]
+    assert len(stored) == 3
+    for ref, doc in zip(stored, [docs[0], docs[1], docs[3]], strict=True):
+        with svc.open_content(ref.record_id) as reader:  # type: ignore[attr-defined]
+            assert reader.read() == doc
+    # the failed item left no record: only the three stored ones exist
+    names = [b.name for b in raw.list_blobs(name_starts_with="records/")]
+    assert len(names) == 3
+
+
 def test_partial_failure_error_survives_pickling() -> None:
     error = PartialFailureError(["ref", None], {1: NotFoundError("record not found")})
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
