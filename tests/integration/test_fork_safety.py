@@ -8,6 +8,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -18,6 +19,44 @@ OPERATOR = Actor.processor_operator("ops@mizaic.example")
 SERVICE = Actor.service("svc-epr")
 PDF = "application/pdf"
 LARGE = 9 * 1024 * 1024 + 3  # above what is held in memory: staged in blocks on the pool
+
+
+def fork_child(work: Callable[[], str], *, alarm: int) -> tuple[int, int]:
+    """Fork; the child runs ``work`` and writes what it returns (or its exception's type
+    name) to a pipe, then exits without ever returning into pytest. Returns the child's
+    pid and the pipe's read end."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            signal.alarm(alarm)
+            os.write(write_end, work().encode())
+            status = 0
+        except BaseException as exc:  # report, never return into pytest in the child
+            os.write(write_end, type(exc).__name__.encode())
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    return pid, read_end
+
+
+def child_report(pid: int, read_end: int, *, timeout: float) -> str:
+    """Wait for the child (killed past ``timeout``) and return what it reported."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.1)
+    report = os.read(read_end, 200).decode()
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0, report
+    return report
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -36,40 +75,18 @@ def test_a_forked_child_reads_and_stages_documents_after_its_parent_did(
         with scope.open_content(ref.record_id) as reader:  # the parent's pool is busy now
             assert reader.read() == big
 
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: must neither hang nor fail
-            status = 1
-            try:
-                signal.alarm(60)
-                child = proc.tenant(cid, actor=SERVICE)
-                with child.open_content(ref.record_id) as reader:
-                    ok = reader.read() == big
-                again = child.create_record(NHSNumber("9434765919"), category="adult",
-                                            content=big[::-1], content_type=PDF)
-                with child.open_content(again.record_id) as reader:
-                    ok = ok and reader.read() == big[::-1]
-                os.write(write_end, b"ok" if ok else b"wrong bytes")
-                status = 0
-            except BaseException as exc:  # report, never return into pytest in the child
-                os.write(write_end, type(exc).__name__.encode())
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        deadline = time.monotonic() + 90
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the forked child hung")
-            time.sleep(0.1)
-        report = os.read(read_end, 200)
-        os.close(read_end)
-        assert report == b"ok", report
-        assert os.waitstatus_to_exitcode(status) == 0
+        def in_child() -> str:  # must neither hang nor fail
+            child = proc.tenant(cid, actor=SERVICE)
+            with child.open_content(ref.record_id) as reader:
+                ok = reader.read() == big
+            again = child.create_record(NHSNumber("9434765919"), category="adult",
+                                        content=big[::-1], content_type=PDF)
+            with child.open_content(again.record_id) as reader:
+                ok = ok and reader.read() == big[::-1]
+            return "ok" if ok else "wrong bytes"
+
+        pid, read_end = fork_child(in_child, alarm=60)
+        assert child_report(pid, read_end, timeout=90) == "ok"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -105,37 +122,16 @@ def test_a_parent_and_its_forked_child_reading_at_once_each_get_their_own_answer
                     return "wrong records"
             return "ok"
 
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                signal.alarm(120)
-                mine = scope if child_scope == "made before the fork" else proc.tenant(
-                    cid, actor=SERVICE
-                )
-                os.write(write_end, read_rounds(mine).encode())
-                status = 0
-            except BaseException as exc:  # report, never return into pytest in the child
-                os.write(write_end, type(exc).__name__.encode())
-            finally:
-                os._exit(status)
-        os.close(write_end)
+        def in_child() -> str:
+            mine = scope if child_scope == "made before the fork" else proc.tenant(
+                cid, actor=SERVICE
+            )
+            return read_rounds(mine)
+
+        pid, read_end = fork_child(in_child, alarm=120)
         try:
             parent = read_rounds(scope)
         except Exception as exc:
             parent = type(exc).__name__
-        deadline = time.monotonic() + 150
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the forked child hung")
-            time.sleep(0.1)
-        child = os.read(read_end, 200).decode()
-        os.close(read_end)
+        child = child_report(pid, read_end, timeout=150)
         assert (parent, child) == ("ok", "ok")
-        assert os.waitstatus_to_exitcode(status) == 0
