@@ -22,6 +22,7 @@ import builtins
 import contextlib
 import datetime as dt
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -190,8 +191,10 @@ class RequestDesk:
 
     def _triage_docs(self) -> tuple[ControllerDocs, AuditWriter]:
         with self._lock:
-            if self._triage is not None:
+            if self._triage is not None and self._triage[1].pid == os.getpid():
                 return self._triage
+            # first use, or a forked child: its parent's writer has no thread here, and
+            # continuing the parent's chain would race it, so the child gets its own
             p = self._p
             registry = p._registry
             keys = ControllerKeys(TRIAGE_ID, registry, p._keyring, ttl=p._ttl)

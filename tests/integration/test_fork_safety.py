@@ -4,6 +4,7 @@ child does not inherit, are rebuilt there instead of waited on forever."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import time
@@ -135,3 +136,27 @@ def test_a_parent_and_its_forked_child_reading_at_once_each_get_their_own_answer
             parent = type(exc).__name__
         child = child_report(pid, read_end, timeout=150)
         assert (parent, child) == ("ok", "ok")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_triages_requests_on_an_audit_chain_of_its_own(
+    azurite: AzuriteServer,
+) -> None:
+    # The request desk's triage trail (requests naming no registered controller) is
+    # audited by a writer of its own: made in the parent, it has no thread in the child.
+    def triage(proc: Processor) -> str:
+        receipt = proc.requests.receive(
+            kind="access", controller="A Trust Nobody Registered", subject="943 476 5919",
+            contact={"email": "someone@example.org"},
+            received_at=dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC), channel="email",
+            actor=OPERATOR,
+        )
+        return "ok" if receipt.triaged else "not triaged"
+
+    with Processor.from_connection_string(
+        azurite.connection_string, region="uksouth", keyring=LocalKeyring.generate()
+    ) as proc:
+        assert triage(proc) == "ok"  # the parent's triage writer now runs
+        pid, read_end = fork_child(lambda: triage(proc), alarm=60)
+        assert child_report(pid, read_end, timeout=90) == "ok"
+        assert triage(proc) == "ok"

@@ -111,12 +111,21 @@ class _Session(requests.Session):
     picked up (restart the process to change proxies).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pool_size: int) -> None:
         super().__init__()
         self.trust_env = False  # the environment is applied below, cached per host
+        self._pool_size = pool_size
+        self._mount_pool()
         self._env_lock = threading.Lock()
         self._env_generation = _forks.generation()
         self._env: dict[tuple[str, str], tuple[dict[str, str], Any, Any]] = {}
+
+    def _mount_pool(self) -> None:
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=self._pool_size, pool_maxsize=self._pool_size
+        )
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
 
     def _environment(self, url: Any) -> tuple[dict[str, str], Any, Any]:
         parts = urlsplit(str(url))
@@ -138,16 +147,17 @@ class _Session(requests.Session):
         return found
 
     def _after_fork(self) -> None:
-        """In a forked child, before its first request: drop the connections inherited
-        from the parent. A keep-alive socket used by both processes would hand one
-        process the other's response (an audit append's, a record's). Closing the
-        child's copies leaves the parent's connections open; new ones are made on use.
-        The copied lock may have been held mid-update, so it is replaced too."""
+        """In a forked child, before its first request: leave the connections inherited
+        from the parent behind. A keep-alive socket used by both processes would hand
+        one process the other's response (an audit append's, a record's). A new pool
+        is mounted; the inherited one is not touched, not even closed, since a lock of
+        it may have been copied held by a parent thread (its sockets stay open in the
+        parent, and close in the child when collected). The copied environment lock is
+        replaced for the same reason."""
         with _forks.lock():
             if self._env_generation != _forks.generation():
                 self._env_lock = threading.Lock()
-                for adapter in self.adapters.values():
-                    adapter.close()  # empties its pools; the adapter stays usable
+                self._mount_pool()
                 self._env_generation = _forks.generation()
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
@@ -208,10 +218,7 @@ class BlobStore:
         *, retry_total: int, retry_backoff: float, pool_size: int, timeout: float
     ) -> dict[str, Any]:
         backoff: Any = retry_backoff
-        session = _Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        session = _Session(pool_size)
         counter = RequestCounter()
         return {
             "retry_policy": ExponentialRetry(
