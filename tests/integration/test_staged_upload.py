@@ -309,10 +309,10 @@ def test_what_the_stream_raises_after_blocks_are_in_flight_is_passed_on_unchange
     def stream() -> Iterator[bytes]:
         try:
             yield from raising()
-        except SourceError:
+        except SourceError:  # raised while handling another: its context is that one
             if error is UnicodeDecodeError:
-                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid") from None
-            raise error("the caller's stream failed") from None
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid")  # noqa: B904
+            raise error("the caller's stream failed")  # noqa: B904
 
     with pytest.raises(error) as caught:
         container.stage_stream(
@@ -320,6 +320,10 @@ def test_what_the_stream_raises_after_blocks_are_in_flight_is_passed_on_unchange
             max_concurrency=2,
         )
     assert type(caught.value) is error
+    # as the stream raised it: its context untouched, no cause added by the library
+    assert isinstance(caught.value.__context__, SourceError)
+    assert caught.value.__cause__ is None
+    assert not caught.value.__suppress_context__
     assert invisible(container, "doc/raising")
 
 

@@ -618,6 +618,7 @@ class Container:
         in_flight: set[Future[Any]] = set()
         pool = self._workers(what)
         total = 0
+        source_error: BaseException | None = None
 
         def read_block() -> bytes:
             # the caller's stream: whatever it raises is passed on as it is, never taken
@@ -651,7 +652,7 @@ class Container:
                 future.result()
         except _SourceError as failed:
             self._abandon(in_flight)
-            raise failed.error from failed.error.__cause__
+            source_error = failed.error
         except AzureError as exc:
             self._abandon(in_flight)
             raise translate(exc, what) from exc
@@ -667,6 +668,9 @@ class Container:
         except BaseException:
             self._abandon(in_flight)
             raise
+        if source_error is not None:
+            # raised here, outside the handlers, so its own context stays as it was
+            raise source_error
         return Staged(block_ids=tuple(ids), length=total)
 
     @staticmethod
