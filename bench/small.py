@@ -69,7 +69,7 @@ def run(cfg: Config) -> ScenarioResult:
         )
         run_id = itertools.count()
         scope = lib.scope
-        audit_floor = AuditFloor(raw_container)
+        audit_floor = AuditFloor(conn, "bench-raw-small")
 
         for per_subject in (cfg.per_subject, 1):
             for concurrency in (1, *cfg.concurrency):
@@ -124,10 +124,7 @@ def run(cfg: Config) -> ScenarioResult:
                     prefix = f"floor/{os.getpid()}-{next(run_id)}"
                     start = time.perf_counter()
                     for k, data in enumerate(blobs):
-                        client = raw_container.get_blob_client(f"{prefix}/{k:06d}")
-                        audit_floor.write(
-                            lambda c=client, d=data: c.upload_blob(d, length=len(d))
-                        )
+                        audit_floor.write(f"{prefix}/{k:06d}", data)
                     return len(blobs) / (time.perf_counter() - start)
 
                 label = (
