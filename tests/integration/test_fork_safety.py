@@ -139,11 +139,11 @@ def test_a_parent_and_its_forked_child_reading_at_once_each_get_their_own_answer
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_triages_requests_on_an_audit_chain_of_its_own(
-    azurite: AzuriteServer,
-) -> None:
+def test_a_forked_child_triages_requests_on_an_audit_chain_of_its_own() -> None:
     # The request desk's triage trail (requests naming no registered controller) is
     # audited by a writer of its own: made in the parent, it has no thread in the child.
+    # Its own Azurite: the triage keys live in the processor-wide registry container,
+    # which other tests' processors (other keyrings) have already initialised.
     def triage(proc: Processor) -> str:
         receipt = proc.requests.receive(
             kind="access", controller="A Trust Nobody Registered", subject="943 476 5919",
@@ -153,8 +153,8 @@ def test_a_forked_child_triages_requests_on_an_audit_chain_of_its_own(
         )
         return "ok" if receipt.triaged else "not triaged"
 
-    with Processor.from_connection_string(
-        azurite.connection_string, region="uksouth", keyring=LocalKeyring.generate()
+    with AzuriteServer() as server, Processor.from_connection_string(
+        server.connection_string, region="uksouth", keyring=LocalKeyring.generate()
     ) as proc:
         assert triage(proc) == "ok"  # the parent's triage writer now runs
         pid, read_end = fork_child(lambda: triage(proc), alarm=60)
