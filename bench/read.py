@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._common import (
-    BULK_NOTE,
     EVENTS,
     AuditFloor,
     Config,
@@ -26,8 +25,7 @@ from ._common import (
     chunked,
     library,
     log,
-    measure_pair,
-    measure_set,
+    measure_with_floor,
     new_subject,
     raw_service,
     record_fields,
@@ -126,20 +124,14 @@ def run(cfg: Config) -> ScenarioResult:
 
                 where = "single-threaded" if concurrency == 1 else f"{concurrency} in flight"
                 log(f"  … get {label}, {where} ({count} records per repetition)")
-                if concurrency == 1:
-                    ours_s, base_s, floor_s = measure_set(
-                        cfg.reps, [ours, baseline, floor], warmup=cfg.warmup
-                    )
-                else:
-                    ours_s, base_s = measure_pair(cfg.reps, ours, baseline, warmup=cfg.warmup)
-                note = f"ours {sum(requests) / len(requests):.2f} requests/record vs raw 1"
-                if concurrency > 1:
-                    note = f"{BULK_NOTE}; {note}"
+                ours_s, base_s, floor_s, note = measure_with_floor(
+                    cfg, concurrency, (ours, baseline, floor), requests
+                )
                 result.add(throughput_line(
                     KEY, f"get {label}, {where}", "records/s", ours_s, base_s,
                     "raw download_blob", target_for(concurrency), note=note,
                 ))
-                if concurrency == 1:
+                if floor_s is not None:
                     result.add(throughput_line(
                         KEY, f"get {label}, {where}, vs the write-ahead floor", "records/s",
                         ours_s, floor_s, "raw download_blob with append_block alongside",
