@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from mizaic_processor import LocalKeyring, Processor, StorageError
+from mizaic_processor._azure.blob import BlobStore
 from mizaic_processor.testing import ACCOUNT_KEY, ACCOUNT_NAME
 
 
@@ -53,3 +55,44 @@ def test_the_first_retry_waits_retry_backoff_plus_two_seconds_give_or_take_one()
     elapsed = seconds_to_fail(retry_total=1, retry_backoff=0.05)
 
     assert 1.0 <= elapsed < 3.05 + 1.0
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        port = sock.getsockname()[1]
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};"
+            f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT_NAME};"
+        )
+
+
+def test_a_service_that_never_answers_fails_after_the_read_timeout(
+    silent_endpoint: str,
+) -> None:
+    # Before the fix the timeouts were handed to the SDK beside a custom transport, which
+    # the SDK then ignores: a silent service held the call for the transport's 300 s.
+    store = BlobStore.from_connection_string(
+        silent_endpoint, retry_total=0, timeout=1.0, read_timeout=1.0
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageError):
+            store.container("rj1").get("x")
+        elapsed = time.monotonic() - started
+    finally:
+        store.close()
+    assert 0.9 <= elapsed < 15.0
+
+
+def test_the_processor_uses_the_documented_timeouts(silent_endpoint: str) -> None:
+    # docs/configuration.md: connection timeout 20 s, read timeout 60 s (too long to wait
+    # for in a test, so the transport the processor's requests go through is inspected)
+    with Processor.from_connection_string(
+        silent_endpoint, region="uksouth", keyring=LocalKeyring.generate(), retry_total=0,
+    ) as proc:
+        config = proc._store._service._config.transport.connection_config
+        assert (config.timeout, config.read_timeout) == (20.0, 60.0)

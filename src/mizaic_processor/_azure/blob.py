@@ -215,7 +215,8 @@ class BlobStore:
 
     @staticmethod
     def _options(
-        *, retry_total: int, retry_backoff: float, pool_size: int, timeout: float
+        *, retry_total: int, retry_backoff: float, pool_size: int, timeout: float,
+        read_timeout: float,
     ) -> dict[str, Any]:
         backoff: Any = retry_backoff
         session = _Session(pool_size)
@@ -227,12 +228,14 @@ class BlobStore:
                 retry_total=retry_total,
                 random_jitter_range=1,
             ),
+            # The timeouts go on the transport: given a transport, the SDK ignores its own
+            # connection_timeout / read_timeout options and the transport's defaults (300 s
+            # each) would apply.
             "transport": _Transport(
-                session=session, session_owner=True, connection_data_block_size=_RECV_BLOCK
+                session=session, session_owner=True, connection_data_block_size=_RECV_BLOCK,
+                connection_timeout=timeout, read_timeout=read_timeout,
             ),
             "raw_response_hook": counter,
-            "connection_timeout": timeout,
-            "read_timeout": max(timeout, 60.0),
             "max_single_put_size": INLINE_MAX,  # commit_staged's one-request write
             "max_block_size": STAGE_BLOCK,
             # one GET per range of open(), and get() in one GET up to that size
@@ -250,14 +253,18 @@ class BlobStore:
         retry_backoff: float = 0.5,
         pool_size: int = 64,
         timeout: float = 20.0,
+        read_timeout: float = 60.0,
     ) -> BlobStore:
         """Connect with a connection string (Azurite, development).
+
+        ``timeout`` bounds connecting, ``read_timeout`` each wait for data from the
+        service (per attempt; the retry policy may then try again).
 
         :raises StorageError: if the connection string is malformed.
         """
         opts = cls._options(
             retry_total=retry_total, retry_backoff=retry_backoff, pool_size=pool_size,
-            timeout=timeout,
+            timeout=timeout, read_timeout=read_timeout,
         )
         counter = opts.pop("_counter")
         try:
@@ -276,14 +283,17 @@ class BlobStore:
         retry_backoff: float = 0.5,
         pool_size: int = 64,
         timeout: float = 20.0,
+        read_timeout: float = 60.0,
     ) -> BlobStore:
         """Connect to ``account_url`` with an azure-identity credential (production).
+
+        Timeouts as in :meth:`from_connection_string`.
 
         :raises StorageError: if the URL is malformed.
         """
         opts = cls._options(
             retry_total=retry_total, retry_backoff=retry_backoff, pool_size=pool_size,
-            timeout=timeout,
+            timeout=timeout, read_timeout=read_timeout,
         )
         counter = opts.pop("_counter")
         try:
