@@ -11,24 +11,30 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import IO, Any
-from urllib.parse import urlsplit
+from typing import IO, Any, NoReturn
+from urllib.parse import quote, urlsplit
 
 import requests
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
+    IncompleteReadError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ResourceNotModifiedError,
+    ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import (
     BlobBlock,
     BlobClient,
@@ -36,6 +42,7 @@ from azure.storage.blob import (
     ContainerClient,
     ExponentialRetry,
 )
+from azure.storage.blob._shared.response_handlers import process_storage_error
 
 from mizaic_processor import _forks
 from mizaic_processor.errors import (
@@ -467,12 +474,65 @@ def _total_size(properties: Any, got: int) -> int:
     return got
 
 
+# the error map of the SDK's generated operations, applied before its storage error codes
+_ERROR_MAP: dict[int, type[HttpResponseError]] = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+    409: ResourceExistsError,
+    304: ResourceNotModifiedError,
+}
+
+
+def _raise_for(response: HttpResponse) -> NoReturn:
+    """Raise what the SDK's own operations raise for this error response."""
+    error = _ERROR_MAP.get(response.status_code, HttpResponseError)(response=response)
+    process_storage_error(error)
+
+
+def _tags_header(tags: dict[str, str]) -> str:
+    """``x-ms-tags``: the SDK's own encoding (each key and value percent-encoded)."""
+    return "&".join(f"{quote(k, safe='.-')}={quote(v, safe='.-')}" for k, v in tags.items())
+
+
 class Container:
-    """One container: a controller's, or the processor registry."""
+    """One container: a controller's, or the processor registry.
+
+    The three verbs on every record operation's path (:meth:`put`, :meth:`get`,
+    :meth:`append`) send their one request through the container client's own SDK
+    pipeline (its credential, retry, request-id and response-hook policies and the shared
+    transport) without building a ``BlobClient`` and the SDK's generated operation for
+    it each time: that saved about 1 ms of client CPU per request here (``bench.costs``),
+    against ~2.5 ms for the whole SDK call. Errors are mapped exactly as the SDK's
+    operations map them. Every other verb uses the SDK's clients.
+    """
 
     def __init__(self, client: ContainerClient, pool: WorkerPool | None = None) -> None:
         self._client = client
         self._pool = pool
+        parts = urlsplit(str(client.url))
+        self._base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+        self._query = parts.query
+        self._version = str(client.api_version)
+
+    def _send(
+        self, method: str, name: str, *, ok: int, headers: dict[str, str],
+        data: bytes | None = None, comp: str | None = None, stream: bool = False,
+    ) -> HttpResponse:
+        """One request on blob ``name``; the response if its status is ``ok``.
+
+        :raises AzureError: as the SDK's own operation would raise it.
+        """
+        query = "&".join(q for q in (f"comp={comp}" if comp else "", self._query) if q)
+        url = self._base + quote(name, safe="~/") + (f"?{query}" if query else "")
+        headers["x-ms-version"] = self._version
+        if data is not None:
+            headers["Content-Length"] = str(len(data))
+        request = HttpRequest(method, url, headers=headers, content=data)
+        response: HttpResponse = self._client._pipeline.run(request, stream=stream).http_response
+        if response.status_code != ok:
+            response.read()
+            _raise_for(response)
+        return response
 
     @property
     def name(self) -> str:
@@ -529,15 +589,15 @@ class Container:
         :raises ConflictError: if it exists (create-only) or the etag is stale.
         :raises StorageError: on other failures.
         """
-        kwargs: dict[str, Any] = {"tags": tags} if tags else {}
+        headers = {"x-ms-blob-type": "BlockBlob", "Content-Type": "application/octet-stream"}
+        if tags:
+            headers["x-ms-tags"] = _tags_header(tags)
         if etag is not None:
-            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+            headers["If-Match"] = etag
         elif not overwrite:
-            kwargs.update(match_condition=MatchConditions.IfMissing)
+            headers["If-None-Match"] = "*"
         try:
-            result = self._client.get_blob_client(name).upload_blob(
-                data, overwrite=True, length=len(data), **kwargs
-            )
+            response = self._send("PUT", name, ok=201, headers=headers, data=bytes(data))
         except (ResourceExistsError, ResourceModifiedError) as exc:
             # A retried write whose first attempt landed fails its own precondition:
             # if what is stored is exactly what we wrote, the write succeeded.
@@ -554,7 +614,7 @@ class Container:
                 if stored.data == data:
                     return stored.etag
             raise translate(exc, what) from exc
-        return str(result["etag"])
+        return str(response.headers["ETag"])
 
     def put_stream(
         self,
@@ -751,11 +811,21 @@ class Container:
         :raises StorageError: on other failures.
         """
         try:
-            downloader = self._client.download_blob(name, max_concurrency=1)
-            data = downloader.readall()
+            # The body is streamed (the pipeline would try to parse it otherwise), so a
+            # connection lost while reading it is outside the retry policy: it is retried
+            # here as the SDK's downloader does (3 attempts, 1 s apart).
+            for attempt in range(3):
+                response = self._send("GET", name, ok=200, headers={}, stream=True)
+                try:
+                    data = response.read()
+                    break
+                except (IncompleteReadError, ServiceResponseError, DecodeError):
+                    if attempt == 2:
+                        raise
+                    time.sleep(1)
         except AzureError as exc:
             raise translate(exc, what) from exc
-        return StoredBlob(data=bytes(data), etag=str(downloader.properties.etag))
+        return StoredBlob(data=bytes(data), etag=str(response.headers["ETag"]))
 
     def open(
         self,
@@ -938,10 +1008,10 @@ class Container:
         :raises StorageError: on other failures.
         """
         try:
-            result = self._client.get_blob_client(name).append_block(
-                data, length=len(data), appendpos_condition=position
+            response = self._send(
+                "PUT", name, ok=201, comp="appendblock", data=bytes(data),
+                headers={"x-ms-blob-condition-appendpos": str(position)},
             )
         except AzureError as exc:
             raise translate(exc, what) from exc
-        count: Any = result.get("blob_committed_block_count") or 0
-        return int(count)
+        return int(response.headers.get("x-ms-blob-committed-block-count") or 0)
