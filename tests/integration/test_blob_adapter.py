@@ -198,3 +198,48 @@ def test_a_body_cut_off_mid_read_is_fetched_again(
     finally:
         store.close()
         proxy.close()
+
+
+def test_open_streams_ranges_pinned_to_the_first_etag(
+    store: BlobStore, container: Container,
+) -> None:
+    data = bytes(range(256)) * 40 + b"tail"  # 10,244 bytes: three ranges of 4,096
+    container.put("doc", data)
+    before = store.requests.count
+    pieces = list(container.open("doc", range_size=4096))
+    assert store.requests.count == before + 3
+    assert [len(p) for p in pieces] == [4096, 4096, 2052]
+    assert b"".join(pieces) == data
+
+    reader = container.open("doc", range_size=4096)
+    assert next(reader) == data[:4096]
+    container.put("doc", data[::-1], overwrite=True)
+    with pytest.raises(ConflictError):
+        next(reader)
+
+
+def test_open_an_empty_blob_yields_nothing_and_a_missing_one_raises_at_once(
+    container: Container,
+) -> None:
+    container.put("empty", b"")
+    assert list(container.open("empty")) == []
+    with pytest.raises(NotFoundError):
+        container.open("missing")
+
+
+def test_a_range_cut_off_mid_read_is_fetched_again(
+    azurite: AzuriteServer, container: Container,
+) -> None:
+    data = bytes(range(256)) * 16
+    container.put("cut/ranged", data)
+    proxy = TruncatingProxy(azurite.blob_port, b"x-ms-range: bytes=1024-", cut=1)
+    conn = azurite.connection_string.replace(
+        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
+    store = BlobStore.from_connection_string(conn, retry_total=0)
+    try:
+        assert b"".join(store.container(container.name).open("cut/ranged",
+                                                             range_size=1024)) == data
+        assert proxy.cut == 0
+    finally:
+        store.close()
+        proxy.close()
