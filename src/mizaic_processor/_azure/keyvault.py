@@ -55,20 +55,50 @@ class KeyVaultKeyring:
     :param credential: an azure-identity credential; ``DefaultAzureCredential()`` when
         omitted.
     :param key_size: RSA key size for new KEKs.
+    :param timeout: seconds to wait for a connection to the vault.
+    :param read_timeout: seconds to wait for each read of the vault's answer.
+    :param retry_total: retries of a failed vault request; ``None`` keeps the Key Vault
+        SDK's own policy.
+    :raises InvalidInputError: if the URL is not https or an option is out of range.
     """
 
     def __init__(
-        self, vault_url: str, credential: Any | None = None, *, key_size: int = 3072
+        self,
+        vault_url: str,
+        credential: Any | None = None,
+        *,
+        key_size: int = 3072,
+        timeout: float = 20.0,
+        read_timeout: float = 60.0,
+        retry_total: int | None = None,
     ) -> None:
         if not isinstance(vault_url, str) or not vault_url.startswith("https://"):
             raise InvalidInputError("the vault URL must be an https URL")
+        for value in (timeout, read_timeout):
+            if (
+                not isinstance(value, int | float) or isinstance(value, bool)
+                or not 0 < value <= 3600
+            ):
+                raise InvalidInputError("the vault timeouts must be between 0 and 3600 s")
+        if retry_total is not None and (
+            not isinstance(retry_total, int) or isinstance(retry_total, bool)
+            or not 0 <= retry_total <= 20
+        ):
+            raise InvalidInputError("retry_total must be 0..20")
+        # Without these the SDK's transport waits 300 s for a vault that stops answering.
+        self._options: dict[str, Any] = {
+            "connection_timeout": float(timeout),
+            "read_timeout": float(read_timeout),
+        }
+        if retry_total is not None:
+            self._options["retry_total"] = retry_total
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
         self._credential = credential
         self._key_size = key_size
-        self._key_client: KeyClient | None = KeyClient(vault_url, credential)
+        self._key_client: KeyClient | None = KeyClient(vault_url, credential, **self._options)
         self._vault_url = vault_url.rstrip("/")
         self._clients: dict[str, CryptographyClient] = {}
         self._offline_versions: dict[str, int] = {}
@@ -89,6 +119,7 @@ class KeyVaultKeyring:
         ring._credential = None
         ring._key_size = key_size
         ring._key_client = None
+        ring._options = {}
         ring._vault_url = "https://offline.vault.invalid"
         ring._clients = {}
         ring._offline_versions = {}
@@ -97,7 +128,7 @@ class KeyVaultKeyring:
         return ring
 
     def _vault_client(self, key_id: str) -> CryptographyClient:
-        return CryptographyClient(key_id, self._credential)
+        return CryptographyClient(key_id, self._credential, **self._options)
 
     def _missing_client(self, key_id: str) -> CryptographyClient:
         raise KeyManagementError("unknown key id")
