@@ -10,10 +10,12 @@ fetched again as the SDK's downloader does.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
+import struct
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from azure.core.exceptions import AzureError
@@ -132,14 +134,21 @@ def test_a_wrong_account_key_fails_as_it_does_through_the_sdk(azurite: AzuriteSe
         sdk.close()
 
 
-class TruncatingProxy:
+class TamperingProxy:
     """Forwards TCP to Azurite; the first ``cut`` responses that carry ``marker`` in their
-    request lose their last bytes and their connection (a connection lost mid-body)."""
+    request lose their last bytes and their connection (a connection lost mid-body, closed
+    cleanly or, with ``reset``, reset); with ``rewrite``, every such response is passed
+    through it instead (a hostile or broken answer)."""
 
-    def __init__(self, upstream_port: int, marker: bytes, cut: int) -> None:
+    def __init__(
+        self, upstream_port: int, marker: bytes, cut: int = 0, *, reset: bool = False,
+        rewrite: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self._upstream = upstream_port
         self._marker = marker
         self.cut = cut
+        self.reset = reset
+        self.rewrite = rewrite
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
@@ -170,7 +179,12 @@ class TruncatingProxy:
                         self.cut -= 1
                 if truncate:
                     client.sendall(response[:-5])
+                    if self.reset:  # close with RST: a connection reset mid-body
+                        client.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
+                if self.rewrite is not None and self._marker in request:
+                    response = self.rewrite(response)
                 client.sendall(response)
 
     def close(self) -> None:
@@ -182,7 +196,7 @@ def test_a_body_cut_off_mid_read_is_fetched_again(
 ) -> None:
     data = b"0123456789" * 20
     container.put("cut/short", data)
-    proxy = TruncatingProxy(azurite.blob_port, b"GET /" + ACCOUNT_NAME.encode(), cut=1)
+    proxy = TamperingProxy(azurite.blob_port, b"GET /" + ACCOUNT_NAME.encode(), cut=1)
     conn = azurite.connection_string.replace(
         f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
     assert conn != azurite.connection_string
@@ -195,6 +209,90 @@ def test_a_body_cut_off_mid_read_is_fetched_again(
         proxy.cut = 3  # more cuts than attempts: a clear error, not short data
         with pytest.raises(StorageError):
             store.container(container.name).get("cut/short")
+    finally:
+        store.close()
+        proxy.close()
+
+
+def test_a_connection_reset_mid_body_is_fetched_again(
+    azurite: AzuriteServer, container: Container,
+) -> None:
+    # A reset surfaces from azure-core as a bare HttpResponseError (no status), not as
+    # IncompleteReadError; the SDK's downloader fetches it again, and so must we.
+    data = b"0123456789" * 20
+    container.put("reset/short", data)
+    proxy = TamperingProxy(
+        azurite.blob_port, b"GET /" + ACCOUNT_NAME.encode(), cut=1, reset=True)
+    conn = azurite.connection_string.replace(
+        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
+    store = BlobStore.from_connection_string(conn, retry_total=0)
+    try:
+        assert store.container(container.name).get("reset/short").data == data
+        assert proxy.cut == 0
+        proxy.cut = 1
+        assert b"".join(store.container(container.name).open("reset/short")) == data
+        assert proxy.cut == 0
+    finally:
+        store.close()
+        proxy.close()
+
+
+def _through(proxy: TamperingProxy, azurite: AzuriteServer) -> BlobStore:
+    conn = azurite.connection_string.replace(
+        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
+    assert conn != azurite.connection_string
+    return BlobStore.from_connection_string(conn, retry_total=0)
+
+
+def _header(name: bytes, value: bytes) -> Callable[[bytes], bytes]:
+    """Replace the value of header ``name`` in a response (or drop it: ``value`` None)."""
+    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb":[^\r\n]*\r\n")
+
+    def rewrite(response: bytes) -> bytes:
+        head, sep, body = response.partition(b"\r\n\r\n")
+        return pattern.sub(name + b": " + value + b"\r\n" if value else b"", head + b"\r\n",
+                           count=1)[:-2] + sep + body
+
+    return rewrite
+
+
+@pytest.mark.parametrize(
+    ("verb", "marker", "rewrite"),
+    [
+        ("get", b"GET /", _header(b"ETag", b"")),
+        ("open", b"GET /", _header(b"ETag", b"")),
+        # a superscript digit (latin-1 0xB9), which str.isdigit() takes for a digit
+        ("open", b"GET /", _header(b"Content-Range", b"bytes \xb90-199/200")),
+        ("open", b"GET /", _header(b"Content-Range", b"bytes 0-99/200")),
+        ("open", b"GET /", _header(b"Content-Range", b"bytes 5-204/205")),
+        ("put", b"PUT /", _header(b"ETag", b"")),
+        ("append", b"comp=appendblock", _header(b"x-ms-blob-committed-block-count", b"\xb2")),
+    ],
+    ids=["get-no-etag", "open-no-etag", "open-superscript-digit", "open-short-range",
+         "open-wrong-start", "put-no-etag", "append-bad-count"],
+)
+def test_a_malformed_answer_is_a_storage_error_never_a_bare_exception(
+    azurite: AzuriteServer, container: Container, verb: str, marker: bytes,
+    rewrite: Callable[[bytes], bytes],
+) -> None:
+    data = b"0123456789" * 20
+    container.put("bad/doc", data)
+    if verb == "append":
+        container.create_append("bad/log")
+    proxy = TamperingProxy(azurite.blob_port, marker, rewrite=rewrite)
+    store = _through(proxy, azurite)
+    handle = store.container(container.name)
+    try:
+        with pytest.raises(StorageError) as raised:
+            if verb == "get":
+                handle.get("bad/doc")
+            elif verb == "open":
+                b"".join(handle.open("bad/doc"))
+            elif verb == "put":
+                handle.put("bad/new", data)
+            else:
+                handle.append("bad/log", b"line\n", position=0)
+        assert type(raised.value) is StorageError  # not a ConflictError or NotFoundError
     finally:
         store.close()
         proxy.close()
@@ -232,7 +330,7 @@ def test_a_range_cut_off_mid_read_is_fetched_again(
 ) -> None:
     data = bytes(range(256)) * 16
     container.put("cut/ranged", data)
-    proxy = TruncatingProxy(azurite.blob_port, b"x-ms-range: bytes=1024-", cut=1)
+    proxy = TamperingProxy(azurite.blob_port, b"x-ms-range: bytes=1024-", cut=1)
     conn = azurite.connection_string.replace(
         f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
     store = BlobStore.from_connection_string(conn, retry_total=0)

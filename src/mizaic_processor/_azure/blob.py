@@ -9,6 +9,7 @@ most specific first.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
@@ -24,9 +25,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
-    DecodeError,
     HttpResponseError,
-    IncompleteReadError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -457,6 +456,18 @@ def _malformed(what: str) -> StorageError:
     return StorageError(f"Azure Storage sent a malformed answer for {what}")
 
 
+def _etag(response: HttpResponse, what: str) -> str:
+    """The ``ETag`` of a response that must carry one."""
+    etag = response.headers.get("ETag")
+    if not isinstance(etag, str) or not etag:
+        raise _malformed(what)
+    return etag
+
+
+# "bytes <first>-<last>/<total>", ASCII digits only (header values are decoded as latin-1)
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
+
+
 def _closed(what: str) -> StorageError:
     return StorageError(
         f"the processor was closed (or storage answered malformed) while {what} was in "
@@ -604,7 +615,7 @@ class Container:
                 if stored.data == data:
                     return stored.etag
             raise translate(exc, what) from exc
-        return str(response.headers["ETag"])
+        return _etag(response, what)
 
     def put_stream(
         self,
@@ -801,7 +812,10 @@ class Container:
 
         The body is streamed (the pipeline would try to parse it otherwise), so a
         connection lost while reading it is outside the retry policy: it is fetched again
-        here as the SDK's downloader does (3 attempts, 1 s apart).
+        here as the SDK's downloader does (3 attempts, 1 s apart). A body cut short
+        (``IncompleteReadError``), a reset or other protocol error while reading it (a bare
+        ``HttpResponseError``: a status error is raised by :meth:`_send`, before the read)
+        and a read timeout (``ServiceResponseError``) are all fetched again.
 
         :raises AzureError: as the SDK's download would raise it.
         """
@@ -809,14 +823,15 @@ class Container:
             response = self._send("GET", name, ok=ok, headers=dict(headers), stream=True)
             try:
                 return response.read(), response
-            except (IncompleteReadError, ServiceResponseError, DecodeError):
+            except (HttpResponseError, ServiceResponseError):
+                response.close()  # azure-core leaves it open after a DecodeError
                 if attempt == 2:
                     raise
                 time.sleep(1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch_range(
-        self, name: str, offset: int, length: int, *, etag: str | None
+        self, name: str, offset: int, length: int, *, etag: str | None, what: str
     ) -> tuple[bytes, int, str]:
         """Bytes ``offset`` to ``offset + length`` of ``name`` (fewer at its end), its
         total size and etag; if ``etag``, only while the blob still has it.
@@ -828,15 +843,15 @@ class Container:
         if etag is not None:
             headers["If-Match"] = etag
         data, response = self._fetch(name, headers, ok=206)
-        content_range = str(response.headers.get("Content-Range", ""))
-        first, _, total_text = content_range.removeprefix("bytes ").partition("/")
-        start = first.partition("-")[0]
-        if not (total_text.isdigit() and start.isdigit() and int(start) == offset):
-            raise _malformed("a ranged read")
-        total = int(total_text)
-        if len(data) != min(length, total - offset):
-            raise _malformed("a ranged read")
-        return data, total, str(response.headers["ETag"])
+        parsed = _CONTENT_RANGE.fullmatch(str(response.headers.get("Content-Range", "")))
+        if parsed is None:
+            raise _malformed(what)
+        first, last, total = (int(part) for part in parsed.groups())
+        if first != offset or len(data) != min(length, total - offset) or (
+            data and last != offset + len(data) - 1
+        ):
+            raise _malformed(what)
+        return data, total, _etag(response, what)
 
     def get(self, name: str, *, what: str = "object") -> StoredBlob:
         """Read a whole blob.
@@ -848,7 +863,7 @@ class Container:
             data, response = self._fetch(name, {}, ok=200)
         except AzureError as exc:
             raise translate(exc, what) from exc
-        return StoredBlob(data=bytes(data), etag=str(response.headers["ETag"]))
+        return StoredBlob(data=bytes(data), etag=_etag(response, what))
 
     def open(
         self,
@@ -872,13 +887,15 @@ class Container:
             raise InvalidInputError("invalid read options")
         try:
             try:
-                first, total, etag = self._fetch_range(name, 0, range_size, etag=None)
+                first, total, etag = self._fetch_range(
+                    name, 0, range_size, etag=None, what=what
+                )
             except HttpResponseError as exc:
                 if exc.status_code != 416:
                     raise
                 # an empty blob has no first byte to range over
                 first, response = self._fetch(name, {}, ok=200)
-                total, etag = len(first), str(response.headers["ETag"])
+                total, etag = len(first), _etag(response, what)
         except AzureError as exc:
             raise translate(exc, what) from exc
         return self._ranges(name, first, total, etag, range_size, read_ahead, what)
@@ -914,7 +931,7 @@ class Container:
         offsets = iter(range(len(first), total, range_size))
 
         def fetch(offset: int) -> bytes:
-            return self._fetch_range(name, offset, range_size, etag=etag)[0]
+            return self._fetch_range(name, offset, range_size, etag=etag, what=what)[0]
 
         pool = self._workers(what)
         ahead: deque[Future[bytes]] = deque()
@@ -1026,4 +1043,7 @@ class Container:
             )
         except AzureError as exc:
             raise translate(exc, what) from exc
-        return int(response.headers.get("x-ms-blob-committed-block-count") or 0)
+        count = str(response.headers.get("x-ms-blob-committed-block-count") or "0")
+        if not count.isascii() or not count.isdecimal():
+            raise _malformed(what)
+        return int(count)
