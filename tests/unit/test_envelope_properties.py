@@ -19,6 +19,7 @@ from mizaic_processor._core.envelope import (
     CONTENT_HEADER_BYTES,
     FIELD_HEADER_BYTES,
     ContentDecryptor,
+    ContentEncryptor,
     ContentHeader,
     FieldHeader,
     RecordKeys,
@@ -175,6 +176,53 @@ def test_content_round_trips_any_size_however_input_and_ciphertext_are_split(
     )
     feed = data.draw(_splits(stream), label="ciphertext pieces")
     assert _decrypt_stream(feed) == plaintext
+
+
+_BUFFER_KINDS = ["bytes", "bytearray", "view of bytes", "view of bytearray", "slice view"]
+
+
+@FAST
+@given(
+    data=st.data(), plaintext=st.binary(max_size=2500), chunk_size=CHUNK_SIZES,
+    kinds=st.lists(st.sampled_from(_BUFFER_KINDS), min_size=1, max_size=9),
+)
+def test_content_stream_is_the_same_whatever_buffers_feed_it_and_however_they_change(
+    data: st.DataObject, plaintext: bytes, chunk_size: int, kinds: list[str]
+) -> None:
+    # The encryptor holds the last chunk back, as a view when its input cannot change:
+    # a caller's mutable buffer reused (here: zeroed) after update() must not leak into
+    # the ciphertext, and a read-only view of bytes must give the same stream as bytes.
+    def encryptor() -> ContentEncryptor:
+        return ContentEncryptor(KEYS, controller_id=CONTROLLER, record_id=RECORD, salt=SALT,
+                                chunk_size=chunk_size)
+
+    whole = encryptor()
+    expected = whole.update(plaintext) + whole.finalize()
+    fed = encryptor()
+    out = []
+    for i, piece in enumerate(data.draw(_splits(plaintext), label="pieces")):
+        kind = kinds[i % len(kinds)]
+        buffer: bytes | bytearray | memoryview
+        if kind == "bytes":
+            buffer = piece
+        elif kind == "bytearray":
+            buffer = bytearray(piece)
+        elif kind == "view of bytes":
+            buffer = memoryview(piece)
+        elif kind == "view of bytearray":
+            buffer = memoryview(bytearray(piece))
+        else:  # a read-only view into the middle of a larger bytes object
+            buffer = memoryview(b"<" + piece + b">")[1:-1]
+        out.append(fed.update(buffer))
+        if isinstance(buffer, bytearray) or (
+            isinstance(buffer, memoryview) and not buffer.readonly
+        ):
+            buffer[:] = bytes(len(buffer))
+    out.append(fed.finalize())
+    assert b"".join(out) == expected
+    assert fed.plaintext_length == len(plaintext)
+    assert fed.plaintext_sha256 == whole.plaintext_sha256
+    assert _decrypt_stream([b"".join(out)]) == plaintext
 
 
 @FAST

@@ -408,7 +408,7 @@ class ContentEncryptor:
         self._bound = binding(controller_id, record_id, _CONTENT_FIELD)
         self._aead = _content_key(keys, salt, self._bound)
         self._chunk_size = chunk_size
-        self._buffer = bytearray()
+        self._buffer: bytearray | memoryview = bytearray()
         self._index = 0
         self._header_sent = False
         self._done = False
@@ -421,9 +421,10 @@ class ContentEncryptor:
         return self._hash.digest()
 
     def _emit(self, chunk: bytes | bytearray | memoryview, final: bool) -> bytes:
+        # AES-GCM reads the chunk in place (any buffer): no copy of the plaintext
         out = self._aead.encrypt(
             _chunk_nonce(self._index, final),
-            bytes(chunk),
+            chunk,
             _chunk_aad(self.header, self._bound, self._index, final),
         )
         self._index += 1
@@ -436,22 +437,42 @@ class ContentEncryptor:
         return self.header
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Add plaintext; return the ciphertext of every chunk now known not to be last."""
+        """Add plaintext; return the ciphertext of every chunk now known not to be last.
+
+        The last chunk seen is held back (it may be the final one). It is held as a view
+        when ``data`` is immutable (``bytes``, or a read-only view of ``bytes``), and
+        copied otherwise; whole chunks are encrypted straight from ``data``.
+        """
         if self._done:
             raise _fail()
-        self.plaintext_length += len(data)
-        self._hash.update(data)
-        self._buffer += data
+        view = memoryview(data).cast("B")
+        self.plaintext_length += len(view)
+        self._hash.update(view)
         parts = [self._prefix()]
         size = self._chunk_size
+        held = self._buffer
+        if held:
+            if len(held) < size:  # top the held part up to a whole chunk
+                if not isinstance(held, bytearray):
+                    held = bytearray(held)
+                take = size - len(held)
+                held += view[:take]
+                view = view[take:]
+            if not view:  # nothing after it yet: it may still be the last chunk
+                self._buffer = held
+                return parts[0]
+            parts.append(self._emit(held, final=False))
         start = 0
-        with memoryview(self._buffer) as view:
-            while len(self._buffer) - start > size:
-                parts.append(self._emit(view[start : start + size], final=False))
-                start += size
-        if start:
-            del self._buffer[:start]
-        return b"".join(parts)
+        while len(view) - start > size:
+            parts.append(self._emit(view[start : start + size], final=False))
+            start += size
+        rest = view[start:]
+        immutable = rest.readonly and isinstance(rest.obj, bytes)
+        self._buffer = rest if immutable else bytearray(rest)
+        out = [part for part in parts if part]
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
 
     def finalize(self) -> bytes:
         """Emit the final chunk (0..chunk_size bytes of plaintext, flagged final)."""
