@@ -191,16 +191,20 @@ class TamperingProxy:
         self._listener.close()
 
 
+def _through(proxy: TamperingProxy, azurite: AzuriteServer) -> BlobStore:
+    conn = azurite.connection_string.replace(
+        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
+    assert conn != azurite.connection_string
+    return BlobStore.from_connection_string(conn, retry_total=0)
+
+
 def test_a_body_cut_off_mid_read_is_fetched_again(
     azurite: AzuriteServer, container: Container,
 ) -> None:
     data = b"0123456789" * 20
     container.put("cut/short", data)
     proxy = TamperingProxy(azurite.blob_port, b"GET /" + ACCOUNT_NAME.encode(), cut=1)
-    conn = azurite.connection_string.replace(
-        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
-    assert conn != azurite.connection_string
-    store = BlobStore.from_connection_string(conn, retry_total=0)
+    store = _through(proxy, azurite)
     try:
         got = store.container(container.name).get("cut/short")
         assert got.data == data
@@ -223,9 +227,7 @@ def test_a_connection_reset_mid_body_is_fetched_again(
     container.put("reset/short", data)
     proxy = TamperingProxy(
         azurite.blob_port, b"GET /" + ACCOUNT_NAME.encode(), cut=1, reset=True)
-    conn = azurite.connection_string.replace(
-        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
-    store = BlobStore.from_connection_string(conn, retry_total=0)
+    store = _through(proxy, azurite)
     try:
         assert store.container(container.name).get("reset/short").data == data
         assert proxy.cut == 0
@@ -235,13 +237,6 @@ def test_a_connection_reset_mid_body_is_fetched_again(
     finally:
         store.close()
         proxy.close()
-
-
-def _through(proxy: TamperingProxy, azurite: AzuriteServer) -> BlobStore:
-    conn = azurite.connection_string.replace(
-        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
-    assert conn != azurite.connection_string
-    return BlobStore.from_connection_string(conn, retry_total=0)
 
 
 def _header(name: bytes, value: bytes) -> Callable[[bytes], bytes]:
@@ -331,9 +326,7 @@ def test_a_range_cut_off_mid_read_is_fetched_again(
     data = bytes(range(256)) * 16
     container.put("cut/ranged", data)
     proxy = TamperingProxy(azurite.blob_port, b"x-ms-range: bytes=1024-", cut=1)
-    conn = azurite.connection_string.replace(
-        f"127.0.0.1:{azurite.blob_port}", f"127.0.0.1:{proxy.port}")
-    store = BlobStore.from_connection_string(conn, retry_total=0)
+    store = _through(proxy, azurite)
     try:
         assert b"".join(store.container(container.name).open("cut/ranged",
                                                              range_size=1024)) == data
