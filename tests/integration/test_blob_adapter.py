@@ -134,6 +134,28 @@ def test_a_wrong_account_key_fails_as_it_does_through_the_sdk(azurite: AzuriteSe
         sdk.close()
 
 
+def _read_message(sock: socket.socket, *, bodyless: bool = False) -> bytes:
+    """One whole HTTP/1.1 message (headers, then Content-Length bytes of body unless
+    ``bodyless``: the answer to a HEAD) from ``sock``, however TCP splits it; ``b""`` if
+    the peer closed first. (Azurite answers with a Content-Length; a message cut short by
+    a close is returned as it is.)"""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(1 << 20)
+        if not piece:
+            return data
+        data += piece
+    head, _, _ = data.partition(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length:\s*([0-9]+)\s*$", head)
+    wanted = len(head) + 4 + (int(found.group(1)) if found and not bodyless else 0)
+    while len(data) < wanted:
+        piece = sock.recv(1 << 20)
+        if not piece:
+            break
+        data += piece
+    return data
+
+
 class TamperingProxy:
     """Forwards TCP to Azurite; the first ``cut`` responses that carry ``marker`` in their
     request lose their last bytes and their connection (a connection lost mid-body, closed
@@ -168,11 +190,11 @@ class TamperingProxy:
             upstream = stack.enter_context(
                 socket.create_connection(("127.0.0.1", self._upstream)))
             while True:
-                request = client.recv(1 << 20)
+                request = _read_message(client)
                 if not request:
                     return
                 upstream.sendall(request)
-                response = upstream.recv(1 << 20)
+                response = _read_message(upstream, bodyless=request.startswith(b"HEAD "))
                 with self._lock:
                     truncate = self._marker in request and self.cut > 0
                     if truncate:
