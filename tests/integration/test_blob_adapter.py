@@ -310,6 +310,7 @@ def test_a_malformed_answer_is_a_storage_error_never_a_bare_exception(
             else:
                 handle.append("bad/log", b"line\n", position=0)
         assert type(raised.value) is StorageError  # not a ConflictError or NotFoundError
+        assert "malformed answer" in str(raised.value)  # not, say, a timeout
     finally:
         store.close()
         proxy.close()
