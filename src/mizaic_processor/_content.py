@@ -53,7 +53,9 @@ def check_content(content: object, content_type: object) -> str | None:
 
 
 def _known_length(content: bytes | bytearray | memoryview | IO[bytes]) -> int | None:
-    if isinstance(content, bytes | bytearray | memoryview):
+    if isinstance(content, memoryview):
+        return content.nbytes  # bytes, not items: a view may have wider items or 2 dims
+    if isinstance(content, bytes | bytearray):
         return len(content)
     try:
         if content.seekable():
