@@ -819,16 +819,17 @@ class Container:
 
         :raises AzureError: as the SDK's download would raise it.
         """
-        for attempt in range(3):
+        attempts = 3
+        while True:
             response = self._send("GET", name, ok=ok, headers=dict(headers), stream=True)
             try:
                 return response.read(), response
             except (HttpResponseError, ServiceResponseError):
                 response.close()  # azure-core leaves it open after a DecodeError
-                if attempt == 2:
+                attempts -= 1
+                if not attempts:
                     raise
                 time.sleep(1)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch_range(
         self, name: str, offset: int, length: int, *, etag: str | None, what: str
@@ -953,7 +954,7 @@ class Container:
                 del piece
         except AzureError as exc:
             raise translate(exc, what) from exc
-        except ValueError as exc:  # the SDK's own check of a malformed response
+        except ValueError as exc:  # http.client reading a connection closed under it
             raise _malformed(what) from exc
         except (CancelledError, RuntimeError) as exc:
             raise _closed(what) from exc
