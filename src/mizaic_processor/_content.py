@@ -36,6 +36,8 @@ def check_content(content: object, content_type: object) -> str | None:
         raise InvalidInputError("content must be bytes or a binary stream")
     if isinstance(content, io.TextIOBase):
         raise InvalidInputError("content must be a binary stream, not text")
+    if isinstance(content, memoryview) and _released(content):
+        raise InvalidInputError("content memoryview has been released")
     if not isinstance(content, bytes | bytearray | memoryview):
         try:
             probe = content.read(0)  # type: ignore[attr-defined]
@@ -50,6 +52,28 @@ def check_content(content: object, content_type: object) -> str | None:
     ):
         raise InvalidInputError("a valid content_type (e.g. application/pdf) is required")
     return content_type.lower()
+
+
+def _released(view: memoryview) -> bool:
+    try:
+        view.nbytes  # noqa: B018 - any use of a released view raises ValueError
+    except ValueError:
+        return True
+    return False
+
+
+def _piece(piece: object) -> bytes | bytearray | memoryview:
+    """A piece a content stream yielded, as a buffer the encryptor can read in place.
+
+    A view that is not C-contiguous (``memoryview(b)[::2]``) is copied to its bytes.
+
+    :raises InvalidInputError: if the piece is not bytes-like, or is a released view.
+    """
+    if isinstance(piece, bytes | bytearray):
+        return piece
+    if isinstance(piece, memoryview) and not _released(piece):
+        return piece if piece.c_contiguous else piece.tobytes()
+    raise InvalidInputError("content stream must yield bytes")
 
 
 def _known_length(content: bytes | bytearray | memoryview | IO[bytes]) -> int | None:
@@ -119,9 +143,7 @@ class EncryptingReader(io.RawIOBase):
 
     def _fill(self, wanted: int) -> None:
         while self._buffered < wanted and not self._eof:
-            piece = self._source.read(self._read_size)
-            if not isinstance(piece, bytes | bytearray | memoryview):
-                raise InvalidInputError("content stream must yield bytes")
+            piece = _piece(self._source.read(self._read_size))
             if piece:
                 out = self._encryptor.update(piece)
             else:

@@ -201,6 +201,12 @@ class _Text:
         return "not bytes"
 
 
+def _released() -> memoryview:
+    view = memoryview(b"a document")
+    view.release()
+    return view
+
+
 D = dt.date(2024, 1, 1)
 BAD_RECORD_IDS: list[Any] = [
     "../x", "r" + "%2F" * 52, "", "r", "r" + "a" * 51, "r" + "a" * 53, "R" + "a" * 52,
@@ -294,6 +300,7 @@ CASES: dict[str, Call] = {
     "content type malformed": _create(content=b"doc", content_type="pdf"),
     "content type with params": _create(content=b"doc", content_type="text/plain; charset=x"),
     "content type not str": _create(content=b"doc", content_type=5),
+    "content released view": lambda c: _create(content=_released(), content_type=PDF)(c),
     # update
     **{f"update record id {i}": _update(record_id=rid, fields={"a": 2})
        for i, rid in enumerate(BAD_RECORD_IDS)},
@@ -310,6 +317,7 @@ CASES: dict[str, Call] = {
     "update datetime event": _update(events={"e": dt.datetime(2024, 1, 1, 1)}),
     "update str content": _update(content="x", content_type="text/plain"),
     "update content without type": _update(content=b"x"),
+    "update released view": lambda c: _update(content=_released(), content_type=PDF)(c),
     # reads and deletes
     **{f"get record id {i}": _get(rid) for i, rid in enumerate(BAD_RECORD_IDS)},
     "get fields str": lambda c: c.svc.get_record(c.ref.record_id, fields="a"),
@@ -459,3 +467,49 @@ def test_a_content_stream_yielding_text_writes_nothing(ctx: Ctx) -> None:
             content=_Text(), content_type="text/plain",
         )
     assert data() == before  # no subjects/<skid>, no index/<blind index> for the new subject
+
+
+class _Pieces:
+    """A binary stream that yields the given pieces, one per read (after the probe)."""
+
+    def __init__(self, *pieces: object) -> None:
+        self._pieces = list(pieces)
+
+    def read(self, size: int = -1) -> object:
+        return self._pieces.pop(0) if size and self._pieces else b""
+
+
+def test_a_stream_of_views_that_are_not_contiguous_is_stored_as_the_bytes_they_show(
+    ctx: Ctx,
+) -> None:
+    whole = bytes(range(256)) * 64
+    pieces = (memoryview(whole)[::2], memoryview(whole)[::-3])
+    ref = ctx.svc.create_record(
+        HospitalNumber("NEW-" + uuid.uuid4().hex[:8].upper()), category="adult",
+        content=_Pieces(*pieces), content_type=PDF,
+    )
+    with ctx.svc.open_content(ref.record_id) as reader:
+        assert reader.read() == b"".join(bytes(p) for p in pieces)
+
+
+def test_a_content_stream_yielding_a_released_view_writes_nothing(ctx: Ctx) -> None:
+    container = f"mzc-{ctx.cid}"
+
+    def data() -> list[tuple[str, str, int]]:  # every blob but the audit trail
+        state = account_state(ctx.conn, (container,))[container]
+        return [blob for blob in state if not blob[0].startswith("audit/")]
+
+    before = data()
+    with pytest.raises(InvalidInputError, match="must yield bytes"):
+        ctx.svc.create_record(
+            NHSNumber(NHS), category="adult", content=_Pieces(b"a page", _released()),
+            content_type=PDF,
+        )
+    with pytest.raises(InvalidInputError, match="must yield bytes"):
+        ctx.svc.update_record(
+            ctx.ref.record_id, etag=ctx.ref.etag, content=_Pieces(_released()),
+            content_type=PDF,
+        )
+    assert data() == before
+    record = ctx.svc.get_record(ctx.ref.record_id)
+    assert (record.version, record.fields) == (1, {"a": 1})

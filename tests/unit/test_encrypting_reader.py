@@ -8,6 +8,7 @@ import pytest
 
 from mizaic_processor._content import EncryptingReader
 from mizaic_processor._core import envelope as e
+from mizaic_processor.errors import InvalidInputError
 
 KEYS = e.derive_record_keys(
     bytes(32), skid=bytes(16), key_version=1, controller_id="c", record_id="r"
@@ -34,3 +35,47 @@ def test_the_announced_length_is_the_length_of_the_stream(content: object) -> No
     assert reader.encrypted_length == len(stream)
     plain = b"".join(e.decrypt_content(KEYS, [stream], controller_id="c", record_id="r"))
     assert plain == bytes(content)  # type: ignore[call-overload]
+
+
+class _Pieces:
+    """A binary stream that yields the given pieces, one per read."""
+
+    def __init__(self, *pieces: object) -> None:
+        self._pieces = list(pieces)
+
+    def read(self, size: int = -1) -> object:
+        return self._pieces.pop(0) if self._pieces else b""
+
+
+def _stream_of(reader: EncryptingReader) -> bytes:
+    return b"".join(e.decrypt_content(KEYS, [reader.read()], controller_id="c", record_id="r"))
+
+
+def _encryptor() -> e.ContentEncryptor:
+    return e.ContentEncryptor(KEYS, controller_id="c", record_id="r", salt=bytes(32),
+                              chunk_size=256)
+
+
+def test_a_stream_may_yield_views_that_are_not_contiguous() -> None:
+    # memoryview(b)[::2] cannot be read in place (the encryptor casts it to bytes); it is
+    # copied, so the document is exactly the bytes the views show
+    whole = bytes(range(256)) * 8
+    pieces = (memoryview(whole)[::2], memoryview(whole)[1::2], memoryview(whole)[::-1])
+    reader = EncryptingReader(_encryptor(), _Pieces(*pieces), 256)  # type: ignore[arg-type]
+    assert _stream_of(reader) == b"".join(bytes(p) for p in pieces)
+
+
+def _released() -> memoryview:
+    view = memoryview(b"abc")
+    view.release()
+    return view
+
+
+@pytest.mark.parametrize(
+    "piece", [_released(), "text", array("I", [1, 2]), 5],
+    ids=["released view", "str", "array", "int"],
+)
+def test_a_stream_yielding_anything_but_bytes_is_invalid_input(piece: object) -> None:
+    reader = EncryptingReader(_encryptor(), _Pieces(b"ok", piece), 256)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="must yield bytes"):
+        reader.read()
