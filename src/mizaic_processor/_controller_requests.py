@@ -101,6 +101,9 @@ def text(value: object, what: str, limit: int) -> str:
     """
     if not isinstance(value, str) or not 0 < len(value.strip()) <= limit:
         raise InvalidInputError(f"{what} must be 1 to {limit} characters")
+    if any(not (c.isprintable() or c in "\n\t") for c in value):
+        # also refuses lone surrogates, which could be stored but never exported as JSON
+        raise InvalidInputError(f"{what} must be printable text")
     return value.strip()
 
 

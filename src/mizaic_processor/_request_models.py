@@ -209,8 +209,12 @@ class WebhookRoute(_Frozen):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
-        if not 32 <= len(value.get_secret_value()) <= 512:
+        secret = value.get_secret_value()
+        if not 32 <= len(secret) <= 512:
             raise ValueError("the secret must be 32 to 512 characters")
+        if not secret.isprintable():  # also refuses lone surrogates (not encodable)
+            # it is signed as UTF-8: a lone surrogate would fail every later delivery
+            raise ValueError("the secret must be printable UTF-8 text")
         return value
 
 

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +47,7 @@ _SCHEME = "v1"
 _LOOPBACK_NAMES = frozenset({"localhost"})
 _MAX_URL = 2048
 _MAX_RESPONSE = 64 * 1024
+_MAX_TOLERANCE = 86400
 
 
 def check_webhook_url(url: object) -> str:
@@ -84,7 +86,10 @@ def _is_loopback(host: str) -> bool:
 
 def _key(secret: str | bytes) -> bytes:
     if isinstance(secret, str):
-        secret = secret.encode("utf-8")
+        try:
+            secret = secret.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate
+            raise InvalidInputError("a webhook secret must be UTF-8 text or bytes") from None
     if not isinstance(secret, bytes) or not secret:
         raise InvalidInputError("a webhook secret is required")
     return secret
@@ -125,10 +130,13 @@ def verify_webhook(
     :param body: the raw request body.
     :param headers: the request headers (any mapping; names are matched case-insensitively).
     :param now: the receiver's current time (aware datetime, or unix seconds).
-    :param tolerance: how many seconds the timestamp may be away from ``now``.
+    :param tolerance: how many seconds the timestamp may be away from ``now`` (0 to
+        86400).
     :raises IntegrityError: if a header is missing or malformed, the signature does not
         match the body, or the timestamp is more than ``tolerance`` seconds from ``now``.
-    :raises InvalidInputError: if the secret is empty or ``now`` is a naive datetime.
+    :raises InvalidInputError: if the secret is empty, ``now`` is a naive datetime or not
+        a finite number, ``tolerance`` is out of range, or ``body`` or ``headers`` are of
+        the wrong type.
     """
     key = _key(secret)
     if isinstance(now, dt.datetime):
@@ -136,11 +144,24 @@ def verify_webhook(
             raise InvalidInputError("now must be timezone-aware")
         current = now.timestamp()
     elif isinstance(now, int | float) and not isinstance(now, bool):
-        current = float(now)
+        try:
+            current = float(now)
+        except OverflowError:
+            current = math.inf
     else:
         raise InvalidInputError("now must be a datetime or unix seconds")
+    # NaN compares false with everything: a NaN now or tolerance would pass any timestamp
+    if not math.isfinite(current):
+        raise InvalidInputError("now must be a finite number of unix seconds")
+    if (
+        not isinstance(tolerance, int | float) or isinstance(tolerance, bool)
+        or not 0 <= tolerance <= _MAX_TOLERANCE  # also false for NaN
+    ):
+        raise InvalidInputError("tolerance must be 0 to 86400 seconds")
     if not isinstance(body, bytes | bytearray):
         raise InvalidInputError("body must be bytes")
+    if not isinstance(headers, Mapping | Message):
+        raise InvalidInputError("headers must be a mapping")
     stamp = _header(headers, TIMESTAMP_HEADER)
     given = _header(headers, SIGNATURE_HEADER)
     if stamp is None or given is None or not stamp.isascii() or not stamp.isdigit():

@@ -207,6 +207,26 @@ def test_an_objection_is_instructed_and_completed_with_no_data_action(
         proc.tenant(cid, actor=SERVICE).requests.instruct(rid, note="x")
 
 
+def test_reasons_and_notes_that_are_not_printable_text_are_refused_and_change_nothing(
+    proc: Processor, clock: Clock
+) -> None:
+    # A lone surrogate used to be stored, and then the request could not be shown as JSON
+    # (model_dump_json, and the CLI's requests show --json, failed).
+    cid, admin = setup(proc)
+    rid = receive(proc, cid, clock, kind="objection")
+    admin.requests.acknowledge(rid)
+    before = admin.requests.get(rid).model_dump_json()
+    for bad in ("held at \ud800 sites", "a\x00b"):
+        with pytest.raises(InvalidInputError) as caught:
+            admin.requests.extend(rid, months=1, reason=bad)
+        assert bad not in str(caught.value)
+        with pytest.raises(InvalidInputError):
+            admin.requests.refuse(rid, reason=bad)
+    assert admin.requests.get(rid).model_dump_json() == before
+    admin.requests.extend(rid, months=1, reason="records held\nat three sites")  # newlines ok
+    assert "three sites" in admin.requests.get(rid).model_dump_json()
+
+
 def test_access_holds_the_subject_until_complete_and_erasure_is_refused_then_done(
     proc: Processor, clock: Clock
 ) -> None:

@@ -8,7 +8,13 @@ import hmac
 
 import pytest
 
-from mizaic_processor import ContactDetails, IntegrityError, InvalidInputError, verify_webhook
+from mizaic_processor import (
+    ContactDetails,
+    IntegrityError,
+    InvalidInputError,
+    WebhookRoute,
+    verify_webhook,
+)
 from mizaic_processor._azure.queue import queue_endpoint
 from mizaic_processor._controller_requests import subject_in
 from mizaic_processor._routing import delivery_id, notification
@@ -68,6 +74,55 @@ def test_verify_refuses_a_naive_now_and_an_empty_secret() -> None:
         verify_webhook(SECRET, BODY, headers(), now=dt.datetime(2026, 3, 2, 10))
     with pytest.raises(InvalidInputError):
         verify_webhook("", BODY, headers(), now=TS)
+
+
+STALE = TS + 10**9  # a notification signed 30 years before "now"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"now": float("nan")}, {"now": float("inf")}, {"now": -float("inf")},
+        {"now": 10**400}, {"now": STALE, "tolerance": float("nan")},
+        {"now": STALE, "tolerance": float("inf")}, {"now": STALE, "tolerance": 10**9},
+        {"now": TS, "tolerance": -1}, {"now": TS, "tolerance": "300"},
+        {"now": TS, "tolerance": True},
+    ],
+    ids=["now-nan", "now-inf", "now-minus-inf", "now-huge", "tolerance-nan", "tolerance-inf",
+         "tolerance-huge", "tolerance-negative", "tolerance-str", "tolerance-bool"],
+)
+def test_a_now_or_tolerance_that_would_skip_the_freshness_check_is_refused(
+    kwargs: dict[str, object],
+) -> None:
+    # NaN compares false with everything: before, a NaN now or tolerance (or an infinite
+    # tolerance) let a notification signed decades ago through as fresh
+    with pytest.raises(InvalidInputError):
+        verify_webhook(SECRET, BODY, headers(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hdrs", [None, [("X-Mizaic-Timestamp", str(TS))], "headers"])
+def test_headers_that_are_not_a_mapping_are_invalid_input(hdrs: object) -> None:
+    with pytest.raises(InvalidInputError):
+        verify_webhook(SECRET, BODY, hdrs, now=TS)  # type: ignore[arg-type]
+
+
+def test_a_secret_that_is_not_utf8_text_is_invalid_input_not_a_unicode_error() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        verify_webhook(SECRET + "\ud800", BODY, headers(), now=TS)
+    assert "\ud800" not in str(caught.value)
+    with pytest.raises(InvalidInputError):
+        sign("s" * 40 + "\udfff", BODY, TS)
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "\x00", "\n", "\u200b"],
+                         ids=["lone-surrogate", "nul", "newline", "zero-width-space"])
+def test_a_route_secret_must_be_printable_text(bad: str) -> None:
+    # a lone surrogate used to be stored, and then every delivery to the controller (and
+    # deliver_pending for all controllers) failed with UnicodeEncodeError when signing
+    with pytest.raises(InvalidInputError) as caught:
+        WebhookRoute(url="https://hooks.trust.example/h", secret=SECRET + bad)
+    assert SECRET not in str(caught.value)
+    WebhookRoute(url="https://hooks.trust.example/h", secret=SECRET + "-é€")  # non-ASCII is fine
 
 
 @pytest.mark.parametrize("url", [
