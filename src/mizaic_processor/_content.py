@@ -203,6 +203,8 @@ class ContentReader(io.RawIOBase):
     what was read is authentic but may be incomplete.
 
     :raises IntegrityError: while reading, if the content fails verification.
+    :raises InvalidInputError: on a read after :meth:`close` (also a ``ValueError``, as
+        ``io`` streams raise), or a ``size`` or buffer of the wrong kind.
     """
 
     def __init__(
@@ -231,7 +233,18 @@ class ContentReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _check_open(self) -> None:
+        # Reading past close() must not look like a stream cut short: that is an integrity
+        # failure, and would send the controller an automatic breach notice.
+        if self.closed:
+            raise InvalidInputError("the content reader is closed")
+
+    def __enter__(self) -> ContentReader:
+        self._check_open()
+        return self
+
     def _next_plain(self) -> bytes | None:
+        self._check_open()
         try:
             return self._next_plain_unchecked()
         except IntegrityError:
@@ -289,7 +302,13 @@ class ContentReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
+        self._check_open()
+        try:
+            view = memoryview(buffer).cast("B")
+        except (TypeError, ValueError):  # not a buffer, released, or not contiguous
+            raise InvalidInputError("readinto needs a writable, contiguous buffer") from None
+        if view.readonly:
+            raise InvalidInputError("readinto needs a writable, contiguous buffer")
         if not view or not self._fill():
             return 0
         pending = self._pending
@@ -299,6 +318,9 @@ class ContentReader(io.RawIOBase):
         return n
 
     def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise InvalidInputError("size must be an int or None")
         if size is None or size < 0:
             return b"".join(list(self))
         if size == 0 or not self._fill():

@@ -147,6 +147,41 @@ def test_tampered_data_raises_an_automatic_breach_notice_to_the_controller(
     assert "integrity" in breaches[0].nature
 
 
+def test_reading_a_closed_content_reader_is_refused_and_is_no_breach(
+    processor: Processor, cid: str
+) -> None:
+    # Before, a read after close() found the stream "cut short", raised IntegrityError and
+    # sent the controller an automatic breach notice for a caller's mistake.
+    svc = processor.tenant(cid, actor=SERVICE)
+    document = os.urandom(3000)
+    ref = svc.create_record(NHSNumber(NHS), category="adult", content=document,
+                            content_type="application/pdf")
+    reads = [
+        lambda r: r.read(), lambda r: r.read(5), lambda r: r.readinto(bytearray(8)),
+        lambda r: list(r), lambda r: r.readline(),
+    ]
+    for partly in (False, True):
+        for read in reads:
+            reader = svc.open_content(ref.record_id)
+            if partly:
+                assert reader.read(10) == document[:10]
+            reader.close()
+            with pytest.raises(InvalidInputError):
+                read(reader)
+            with pytest.raises(InvalidInputError), reader:
+                pass
+    with svc.open_content(ref.record_id) as reader:  # a reader still reads, and verifies
+        for bad in (1.5, "3", True):
+            with pytest.raises(InvalidInputError):
+                reader.read(bad)
+        for buffer in (b"12345678", "12345678", None, memoryview(bytearray(8))[::2]):
+            with pytest.raises(InvalidInputError):
+                reader.readinto(buffer)
+        assert reader.read() == document
+        assert reader.verified
+    assert list(processor.tenant(cid, actor=ADMIN).requests.list_breaches()) == []
+
+
 def test_a_tampered_audit_trail_raises_a_breach_notice_too(
     processor: Processor, cid: str, azurite: AzuriteServer
 ) -> None:
