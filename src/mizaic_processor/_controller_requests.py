@@ -41,6 +41,7 @@ from mizaic_processor._request_store import (
     summarise,
 )
 from mizaic_processor._routing import load_route, store_route
+from mizaic_processor._validation import change_input, check_destination, check_etag
 from mizaic_processor.errors import (
     ConflictError,
     HoldError,
@@ -535,8 +536,15 @@ class ControllerRequests:
         request_id = ids.opaque_id(request_id, "request id")
         note = None if note is None else text(note, "note", 4000)
         who = None if subject is None else _subject(subject)
-        if destination is not None and not callable(getattr(destination, "write", None)):
-            raise InvalidInputError("destination must be a writable binary stream")
+        # Everything is checked before the instruction is recorded: a refused call must
+        # not leave a permanent instruction (or an access request's hold) behind.
+        if destination is not None:
+            destination = check_destination(destination)
+        if record_id is not None:
+            record_id = ids.record_id(record_id)
+        if etag is not None:
+            etag = check_etag(etag)
+        change_input(fields, remove_fields, events)  # rectify_record uses them again
         if not isinstance(restricted, bool):
             raise InvalidInputError("restricted must be True or False")
         state, _ = self._book.load(request_id)

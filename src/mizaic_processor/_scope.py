@@ -29,6 +29,7 @@ from mizaic_processor._scope_bulk import BulkOperations
 from mizaic_processor._scope_instructed import InstructedOperations
 from mizaic_processor._validation import (
     RecordInput,
+    change_input,
     check_etag,
     check_subject,
     skid_bytes,
@@ -564,10 +565,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
         self._require(_CARE_ROLES, "write records")
         record_id = ids.record_id(record_id)
         etag = check_etag(etag)
-        if isinstance(remove_fields, str) or not isinstance(remove_fields, Sequence):
-            raise InvalidInputError("remove_fields must be a sequence of field names")
-        removed = [ids.field_name(n) for n in remove_fields]
-        data = validate_input("x", fields or {}, events or {})
+        removed, data = change_input(fields, remove_fields, events)
         content_type = check_content(content, content_type)
         return self._audited(
             "record.update", "U", record_id,

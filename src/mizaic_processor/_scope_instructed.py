@@ -19,9 +19,10 @@ from mizaic_processor._destruction import DestructionEvidence, destroy_record
 from mizaic_processor._ledger import Instruction, InstructionAction, check_note
 from mizaic_processor._subject_ops import ErasureReport, ExportSummary
 from mizaic_processor._validation import (
+    change_input,
+    check_destination,
     check_etag,
     check_subject,
-    validate_input,
 )
 from mizaic_processor.errors import (
     IntegrityError,
@@ -142,10 +143,11 @@ class InstructedOperations:
         scope = cast("ControllerScope", self)
         scope._require(_ADMIN_ROLES, "erase subjects")
         subject = check_subject(subject)
+        instruction_id = ids.opaque_id(instruction_id, "instruction id")
         return scope._audited(
             "subject.erase", "D", f"controller:{scope.controller_id}",
             lambda: _subject_ops.erase_subject(scope, subject, instruction_id), write=True,
-            policy=instruction_id if isinstance(instruction_id, str) else None,
+            policy=instruction_id,
         )
 
     def set_restriction(
@@ -166,11 +168,12 @@ class InstructedOperations:
         subject = check_subject(subject)
         if not isinstance(restricted, bool):
             raise InvalidInputError("restricted must be True or False")
+        instruction_id = ids.opaque_id(instruction_id, "instruction id")
         scope._audited(
             "subject.restrict" if restricted else "subject.unrestrict", "U",
             f"controller:{scope.controller_id}",
             lambda: _subject_ops.set_restriction(scope, subject, restricted, instruction_id),
-            write=True, policy=instruction_id if isinstance(instruction_id, str) else None,
+            write=True, policy=instruction_id,
         )
 
     def rectify_record(
@@ -195,11 +198,9 @@ class InstructedOperations:
         scope._require(_ADMIN_ROLES, "rectify records")
         record_id = ids.record_id(record_id)
         etag = check_etag(etag)
+        instruction_id = ids.opaque_id(instruction_id, "instruction id")
+        removed, data = change_input(fields, remove_fields, events)
         scope._ledger.require(instruction_id, frozenset({"rectification"}), record_id=record_id)
-        if isinstance(remove_fields, str) or not isinstance(remove_fields, Sequence):
-            raise InvalidInputError("remove_fields must be a sequence of field names")
-        removed = [ids.field_name(n) for n in remove_fields]
-        data = validate_input("x", fields or {}, events or {})
 
         def run() -> RecordRef:
             _subject_ops.keep_history(scope, record_id)
@@ -245,10 +246,12 @@ class InstructedOperations:
         scope = cast("ControllerScope", self)
         scope._require(_ADMIN_ROLES, "export subject data")
         subject = check_subject(subject)
+        instruction_id = ids.opaque_id(instruction_id, "instruction id")
+        destination = check_destination(destination)
         return scope._audited(
             "subject.export", "E", f"controller:{scope.controller_id}",
             lambda: _subject_ops.export_subject(scope, subject, destination, instruction_id),
-            write=True, policy=instruction_id if isinstance(instruction_id, str) else None,
+            write=True, policy=instruction_id,
         )
 
     def _read_for_export(self, record_id: str) -> Record:

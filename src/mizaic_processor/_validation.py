@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Mapping
+import io
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, cast
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
@@ -101,3 +103,44 @@ def check_etag(etag: object) -> str:
     if not isinstance(etag, str) or not etag or len(etag) > 128 or not etag.isprintable():
         raise InvalidInputError("invalid etag")
     return etag
+
+
+def change_input(
+    fields: object, remove_fields: object, events: object
+) -> tuple[list[str], RecordInput]:
+    """The changes an update or rectification asks for: the field names to remove, and
+    the fields and events to set (``None`` for none).
+
+    :raises InvalidInputError: if any of them is malformed.
+    """
+    if isinstance(remove_fields, str) or not isinstance(remove_fields, Sequence):
+        raise InvalidInputError("remove_fields must be a sequence of field names")
+    removed = [ids.field_name(n) for n in remove_fields]
+    data = validate_input(
+        "x", {} if fields is None else fields, {} if events is None else events
+    )
+    return removed, data
+
+
+def check_destination(destination: object) -> IO[bytes]:
+    """An open, writable binary stream (an export or disclosure is written into it).
+
+    Probed with ``write(b"")``, which writes nothing: a text stream refuses bytes, a
+    closed one raises, and the count it returns must be an int (the archive writer adds
+    them up).
+
+    :raises InvalidInputError: otherwise.
+    """
+    ok = not isinstance(destination, io.TextIOBase) and callable(
+        getattr(destination, "write", None)
+    )
+    if ok:
+        try:
+            ok = getattr(destination, "closed", False) is not True and isinstance(
+                cast(Any, destination).write(b""), int
+            )
+        except Exception:  # whatever the caller's stream raises: it cannot take bytes
+            ok = False
+    if not ok:
+        raise InvalidInputError("destination must be an open, writable binary stream")
+    return cast("IO[bytes]", destination)

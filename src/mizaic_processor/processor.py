@@ -36,6 +36,7 @@ from mizaic_processor._scope import (
 )
 from mizaic_processor._subject_ops import Disclosure
 from mizaic_processor._validation import (
+    check_destination,
     check_subject,
 )
 from mizaic_processor.errors import (
@@ -424,8 +425,7 @@ class Processor:
         if not isinstance(actor, Actor) or actor.role is not Role.PROCESSOR_OPERATOR:
             raise AccessDeniedError("only a processor_operator records a legal disclosure")
         subject = check_subject(subject)
-        if not callable(getattr(destination, "write", None)):
-            raise InvalidInputError("destination must be a writable binary stream")
+        destination = check_destination(destination)
         basis = check_note(legal_basis, "legal basis", required=True) or ""
         authority = check_note(requesting_authority, "requesting authority", required=True) or ""
         ref = check_note(reference, "reference", required=True) or ""

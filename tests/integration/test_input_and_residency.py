@@ -201,6 +201,32 @@ class _Text:
         return "not bytes"
 
 
+IID = "i" + "a" * 26  # a well-formed instruction id that is not in the ledger
+
+
+def _closed_bytes_io() -> io.BytesIO:
+    stream = io.BytesIO()
+    stream.close()
+    return stream
+
+
+class _WriteReturnsNothing(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> None:  # type: ignore[override]
+        return None
+
+
+def _rectify(**changes: Any) -> Call:
+    return lambda c: c.admin.rectify_record(
+        c.ref.record_id, etag=c.ref.etag, instruction_id=IID, **changes)
+
+
+def _export_into(make: Callable[[], object]) -> Call:
+    return lambda c: c.admin.export_subject(NHSNumber(NHS), make(), instruction_id=IID)
+
+
 def _released() -> memoryview:
     view = memoryview(b"a document")
     view.release()
@@ -330,6 +356,32 @@ CASES: dict[str, Call] = {
         c.ref.record_id, instruction_id="../x"),
     "delete no instruction id": lambda c: c.admin.delete_record(
         c.ref.record_id, instruction_id=None),
+    # instruction ids and changes are checked before the audit event and the ledger read
+    **{f"{op} instruction id {iid!r}": call(iid)
+       for op, call in {
+           "erase": lambda iid: lambda c: c.admin.erase_subject(
+               NHSNumber(NHS), instruction_id=iid),
+           "restrict": lambda iid: lambda c: c.admin.set_restriction(
+               NHSNumber(NHS), True, instruction_id=iid),
+           "export": lambda iid: lambda c: c.admin.export_subject(
+               NHSNumber(NHS), io.BytesIO(), instruction_id=iid),
+           "rectify": lambda iid: lambda c: c.admin.rectify_record(
+               c.ref.record_id, etag=c.ref.etag, instruction_id=iid, fields={"a": 2}),
+       }.items()
+       for iid in (None, "../x", 5)},
+    **{f"rectify {name}": _rectify(**changes)
+       for name, changes in {
+           "bad field name": {"fields": {"bad name": 1}},
+           "remove_fields int": {"remove_fields": 5},
+           "event datetime": {"events": {"seen": dt.datetime(2026, 1, 1)}},
+           "fields str": {"fields": "ab"},
+       }.items()},
+    **{f"export destination {name}": _export_into(make)
+       for name, make in {
+           "text": io.StringIO, "none": lambda: None, "object": object,
+           "closed": _closed_bytes_io, "write returns None": _WriteReturnsNothing,
+       }.items()},
+    "update fields empty str": _update(fields=""),
     "instruction for a bad record id": lambda c: c.admin.create_instruction(
         "deletion", record_ids=["../x"]),
     "instruction record_ids str": lambda c: c.admin.create_instruction(

@@ -269,6 +269,54 @@ def test_access_holds_the_subject_until_complete_and_erasure_is_refused_then_don
     assert not admin.subject_exists(subject)
 
 
+class _WriteReturnsNothing(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> None:  # type: ignore[override]
+        return None
+
+
+def test_a_refused_instruction_leaves_no_instruction_and_no_hold_behind(
+    proc: Processor, clock: Clock
+) -> None:
+    # Before, the instruction was recorded in the ledger before these arguments were
+    # checked: each refused call left a permanent instruction, and a text destination
+    # failed with TypeError after it.
+    cid, admin = setup(proc)
+    subject = NHSNumber(NHS)
+    ref = admin.create_record(subject, category="adult", fields={"allergy": "penicilin"})
+    rectify = receive(proc, cid, clock, kind="rectification")
+    access = receive(proc, cid, clock, kind="access")
+    for rid in (rectify, access):
+        admin.requests.acknowledge(rid)
+    holds = admin.retention.list_holds(active_only=False)  # the access request's own
+    closed = io.BytesIO()
+    closed.close()
+    bad_calls = [
+        lambda: admin.requests.instruct(rectify, record_id=ref.record_id, etag=ref.etag,
+                                        fields={"bad name": 1}),
+        lambda: admin.requests.instruct(rectify, record_id=ref.record_id, etag=5,
+                                        fields={"allergy": "x"}),
+        lambda: admin.requests.instruct(rectify, record_id="../x", etag=ref.etag,
+                                        fields={"allergy": "x"}),
+        lambda: admin.requests.instruct(rectify, record_id=ref.record_id, etag=ref.etag,
+                                        remove_fields=5),
+        lambda: admin.requests.instruct(rectify, record_id=ref.record_id, etag=ref.etag,
+                                        events={"seen": dt.datetime(2026, 1, 1)}),
+        *[lambda d=d: admin.requests.instruct(access, subject=subject, destination=d)
+          for d in (io.StringIO(), closed, _WriteReturnsNothing(), object())],
+    ]
+    for call in bad_calls:
+        with pytest.raises(InvalidInputError):
+            call()
+    assert list(admin._ledger.list_instructions()) == []  # no public listing of the ledger
+    assert admin.retention.list_holds(active_only=False) == holds
+    assert admin.requests.get(rectify).status is RequestStatus.ACKNOWLEDGED
+    assert admin.requests.get(access).status is RequestStatus.ACKNOWLEDGED
+    assert admin.get_record(ref.record_id).fields == {"allergy": "penicilin"}
+
+
 def test_restriction_and_rectification_are_carried_out_on_instruction(
     proc: Processor, clock: Clock
 ) -> None:
