@@ -116,11 +116,14 @@ class Ledger:
         subject_ref: str | None = None,
         record_ids: Sequence[str] = (),
         note: str | None = None,
+        instruction_id: str | None = None,
     ) -> Instruction:
+        """Store a new instruction (under ``instruction_id`` when the caller drew it
+        beforehand, to cite it in the audit event that precedes this write)."""
         if action not in _ACTIONS:
             raise InvalidInputError("unknown instruction action")
         instruction = Instruction(
-            instruction_id=ids.new_opaque_id("i"),
+            instruction_id=instruction_id or ids.new_opaque_id("i"),
             action=action,
             issued_by=issued_by,
             issued_at=issued_at,

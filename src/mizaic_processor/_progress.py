@@ -9,13 +9,29 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, cast
+
+from mizaic_processor.errors import InvalidInputError
 
 Progress = Callable[[int, int | None], None]
 
 
 def no_progress(done: int, total: int | None) -> None:
     """A progress callback that does nothing."""
+
+
+def check_progress(progress: object) -> Progress:
+    """The caller's progress callback (``None`` for none), checked before any work: one
+    that cannot be called would fail only after the first items were written, and a
+    resubmitted bulk call would then write them twice.
+
+    :raises InvalidInputError: if it is neither callable nor ``None``.
+    """
+    if progress is None:
+        return no_progress
+    if not callable(progress):
+        raise InvalidInputError("progress must be a callable taking (done, total), or None")
+    return cast(Progress, progress)
 
 
 class ProgressBar:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from mizaic_processor._core import ids
-from mizaic_processor._progress import Progress, no_progress
+from mizaic_processor._progress import Progress, check_progress, no_progress
 from mizaic_processor.errors import (
     InvalidInputError,
     PartialFailureError,
@@ -80,6 +80,7 @@ class BulkOperations:
             have been stored all the same (its outcome is unknown): look before
             re-submitting it.
         """
+        progress = check_progress(progress)
         scope = self._scope()
         scope._require(_CARE_ROLES, "write records")
         workers = _check_concurrency(max_concurrency)
@@ -135,6 +136,7 @@ class BulkOperations:
         :raises PartialFailureError: if some reads failed (not found, restricted,
             integrity); ``results`` holds the records read (``None`` where one failed).
         """
+        progress = check_progress(progress)
         scope = self._scope()
         scope._require(_CARE_ROLES, "read records")
         workers = _check_concurrency(max_concurrency)

@@ -22,6 +22,7 @@ from mizaic_processor._validation import (
     change_input,
     check_destination,
     check_etag,
+    check_record_ids,
     check_subject,
 )
 from mizaic_processor.errors import (
@@ -100,17 +101,15 @@ class InstructedOperations:
         """
         scope = cast("ControllerScope", self)
         scope._require(_ADMIN_ROLES, "record instructions")
-        if action not in _INSTRUCTION_ACTIONS:
+        if not isinstance(action, str) or action not in _INSTRUCTION_ACTIONS:
             raise InvalidInputError("unknown instruction action")
-        if isinstance(record_ids, str):
-            raise InvalidInputError("record_ids must be a sequence of record ids")
-        records = [ids.record_id(r) for r in record_ids]
+        records = check_record_ids(record_ids)
+        check_note(note)
         skid = None
         if subject is not None:
             skid = scope._keys.find_subject(check_subject(subject))
             if skid is None:
                 raise NotFoundError("no records of that subject here")
-        check_note(note)
         return scope._audited(
             "instruction.create", "C", f"controller:{scope.controller_id}",
             lambda: scope._ledger.create_instruction(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import IO, Any, cast
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
@@ -144,3 +144,13 @@ def check_destination(destination: object) -> IO[bytes]:
     if not ok:
         raise InvalidInputError("destination must be an open, writable binary stream")
     return cast("IO[bytes]", destination)
+
+
+def check_record_ids(record_ids: object) -> tuple[str, ...]:
+    """A list, tuple or set of record ids (not one id as a string).
+
+    :raises InvalidInputError: otherwise, or if an id is malformed.
+    """
+    if isinstance(record_ids, str) or not isinstance(record_ids, Sequence | Set):
+        raise InvalidInputError("record_ids must be a sequence of record ids")
+    return tuple(ids.record_id(r) for r in record_ids)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mizaic_processor._core import record_doc
 from mizaic_processor._keystore import INDEX_PREFIX, SUBJECT_PREFIX
-from mizaic_processor._progress import Progress, no_progress
+from mizaic_processor._progress import Progress, check_progress, no_progress
 from mizaic_processor.errors import ConflictError, KeyManagementError, NotFoundError
 from mizaic_processor.models import Role, subject_from
 
@@ -101,6 +101,7 @@ class KeyRotation:
 
         :raises AccessDeniedError: for a ``service`` actor.
         """
+        progress = check_progress(progress)
         self._authorise("rotate keys")
         scope = self._scope
         keys = scope._keys
@@ -158,6 +159,7 @@ class KeyRotation:
             rotation.
         :raises AccessDeniedError: for a ``service`` actor.
         """
+        progress = check_progress(progress)
         self._authorise("rotate keys")
         scope = self._scope
         state = scope._keys.state()
@@ -184,6 +186,7 @@ class KeyRotation:
 
         :raises AccessDeniedError: for a ``service`` actor.
         """
+        progress = check_progress(progress)
         self._authorise("rotate keys")
         scope = self._scope
         keys = scope._keys
@@ -259,6 +262,7 @@ class KeyRotation:
             rotation.
         :raises AccessDeniedError: for a ``service`` actor.
         """
+        progress = check_progress(progress)
         self._authorise("rotate keys")
         scope = self._scope
         state = scope._keys.state()

@@ -38,7 +38,8 @@ from mizaic_processor._destruction import (
 )
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._ledger import Hold, HoldKind, check_note
-from mizaic_processor._progress import Progress, no_progress
+from mizaic_processor._progress import Progress, check_progress, no_progress
+from mizaic_processor._validation import check_record_ids
 from mizaic_processor.errors import (
     ConflictError,
     HoldError,
@@ -334,6 +335,7 @@ class Retention:
         :raises NotFoundError: if the category has no instruction.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
+        progress = check_progress(progress)
         self._admin("recompute due dates")
         instruction = self.get_instruction(category)
         scope = self._scope
@@ -380,15 +382,15 @@ class Retention:
         if kind not in ("legal", "inquiry", "access_request"):
             raise InvalidInputError("kind must be legal, inquiry or access_request")
         reason = check_note(reason, "reason", required=True) or ""
-        if isinstance(record_ids, str):
-            raise InvalidInputError("record_ids must be a sequence of record ids")
-        records = tuple(ids.record_id(r) for r in record_ids)
+        records = check_record_ids(record_ids)
+        if not isinstance(whole_controller, bool):  # "no" would be truthy: a wider hold
+            raise InvalidInputError("whole_controller must be True or False")
         if category is not None:
             category = ids.category(category)
         if request_id is not None:
             request_id = ids.opaque_id(request_id, "request id")
         chosen = sum([subject is not None, bool(records), category is not None,
-                      bool(whole_controller)])
+                      whole_controller])
         if chosen != 1:
             raise InvalidInputError("name exactly one of subject, record_ids, category, "
                                     "whole_controller")
@@ -448,6 +450,7 @@ class Retention:
         :raises InvalidInputError: if ``as_of`` is not a date.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
+        progress = check_progress(progress)
         self._admin("appraise records")
         if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
             raise InvalidInputError("as_of must be a date")
@@ -545,40 +548,50 @@ class Retention:
         Recorded as a ``destruction`` instruction in the controller's ledger. Held
         records cannot be approved.
 
-        :raises InvalidInputError: if a record id is not among the appraisal's due ones.
+        :raises InvalidInputError: if a record id is not among the appraisal's due ones,
+            or nothing would be approved (no due records, or ``record_ids`` empty).
         :raises ConflictError: if the appraisal was already approved.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
         self._admin("approve destruction")
-        appraisal, etag = self._load(appraisal_id)
-        due_ids = {item.record_id for item in appraisal.due}
         chosen: tuple[str, ...] | None = None
         if record_ids is not None:
-            if isinstance(record_ids, str):
-                raise InvalidInputError("record_ids must be a sequence of record ids")
-            chosen = tuple(ids.record_id(r) for r in record_ids)
-            if not set(chosen) <= due_ids:
-                raise InvalidInputError("only records listed as due (and not held) "
-                                        "can be approved")
+            chosen = check_record_ids(record_ids)
         note = check_note(note)
+        appraisal, etag = self._load(appraisal_id)
+        due_ids = {item.record_id for item in appraisal.due}
+        if chosen is not None and not set(chosen) <= due_ids:
+            raise InvalidInputError("only records listed as due (and not held) "
+                                    "can be approved")
         if appraisal.approved_at is not None:
             raise ConflictError("this appraisal is already approved")
         scope = self._scope
         if chosen is None:
             chosen = tuple(sorted(due_ids))
-        instruction = scope._ledger.create_instruction(
-            "destruction", issued_by=scope.actor.id, issued_at=scope._clock(),
-            record_ids=chosen, note=note,
-        )
+        if not chosen:
+            # an instruction with no record ids is not limited to any record: approving
+            # nothing must not leave a destruction instruction that covers everything
+            raise InvalidInputError("there are no due records to approve")
+        instruction_id = ids.new_opaque_id("i")
+        now = scope._clock()
         approved = appraisal.model_copy(update={
-            "approved_by": scope.actor.id, "approved_at": scope._clock(),
-            "approval_instruction_id": instruction.instruction_id,
+            "approved_by": scope.actor.id, "approved_at": now,
+            "approval_instruction_id": instruction_id,
             "approved_record_ids": chosen,
         })
+
+        def run() -> None:
+            # the instruction is written after the audit event too (it used to be
+            # written before it, unaudited)
+            scope._ledger.create_instruction(
+                "destruction", issued_by=scope.actor.id, issued_at=now,
+                record_ids=chosen, note=note, instruction_id=instruction_id,
+            )
+            self._store(approved, etag=etag)
+
         scope._audited(
-            "retention.approve", "U", f"appraisal:{appraisal.appraisal_id}",
-            lambda: self._store(approved, etag=etag), write=True,
-            policy=instruction.instruction_id,
+            "retention.approve", "U", f"appraisal:{appraisal.appraisal_id}", run,
+            write=True, policy=instruction_id,
         )
         return approved
 
@@ -600,6 +613,7 @@ class Retention:
         :raises InvalidInputError: if the shard numbers are out of range.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         """
+        progress = check_progress(progress)
         self._admin("destroy records")
         if not (isinstance(shards, int) and isinstance(shard, int) and 0 <= shard < shards
                 and shards <= 10_000):

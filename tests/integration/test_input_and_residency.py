@@ -24,6 +24,7 @@ from mizaic_processor import (
     HospitalNumber,
     InvalidInputError,
     LocalKeyring,
+    NewRecord,
     NHSNumber,
     Processor,
     RecordRef,
@@ -218,6 +219,10 @@ class _WriteReturnsNothing(io.RawIOBase):
         return None
 
 
+def _with_progress(run: Callable[[Ctx, object], object], progress: object) -> Call:
+    return lambda c: run(c, progress)
+
+
 def _rectify(**changes: Any) -> Call:
     return lambda c: c.admin.rectify_record(
         c.ref.record_id, etag=c.ref.etag, instruction_id=IID, **changes)
@@ -382,6 +387,45 @@ CASES: dict[str, Call] = {
            "closed": _closed_bytes_io, "write returns None": _WriteReturnsNothing,
        }.items()},
     "update fields empty str": _update(fields=""),
+    "instruction action list": lambda c: c.admin.create_instruction(
+        ["deletion"]),  # type: ignore[arg-type]
+    "instruction record_ids int": lambda c: c.admin.create_instruction(
+        "deletion", record_ids=5),
+    "instruction record_ids None": lambda c: c.admin.create_instruction(
+        "deletion", record_ids=None),
+    "instruction note int, unknown subject": lambda c: c.admin.create_instruction(
+        "erasure", subject=HospitalNumber("NOBODY-1"), note=5),
+    "hold whole_controller 'no'": lambda c: c.admin.retention.place_hold(
+        "legal", reason="claim", whole_controller="no"),
+    "hold whole_controller 1": lambda c: c.admin.retention.place_hold(
+        "legal", reason="claim", whole_controller=1),
+    "hold record_ids int": lambda c: c.admin.retention.place_hold(
+        "legal", reason="claim", record_ids=5),
+    "hold record_ids None": lambda c: c.admin.retention.place_hold(
+        "legal", reason="claim", record_ids=None),
+    "approve record_ids int": lambda c: c.admin.retention.approve(
+        "a" + "a" * 26, record_ids=5),
+    "approve record_ids str": lambda c: c.admin.retention.approve(
+        "a" + "a" * 26, record_ids=c.ref.record_id),
+    "approve note int": lambda c: c.admin.retention.approve("a" + "a" * 26, note=5),
+    # a progress callback that cannot be called used to fail after the first writes
+    **{f"{name} progress {bad!r}": _with_progress(run, bad)
+       for name, run in {
+           "create_records": lambda c, p: c.svc.create_records(
+               [NewRecord(NHSNumber(NHS), category="adult", fields={"a": 1})], progress=p),
+           "get_records": lambda c, p: c.svc.get_records([c.ref.record_id], progress=p),
+           "appraise": lambda c, p: c.admin.retention.appraise(D, progress=p),
+           "recompute_due_dates": lambda c, p: c.admin.retention.recompute_due_dates(
+               "adult", progress=p),
+           "rotate_controller_key": lambda c, p: c.admin.keys.rotate_controller_key(
+               progress=p),
+           "rotate_index_key": lambda c, p: c.admin.keys.rotate_index_key(progress=p),
+           "retire_old_controller_keys": lambda c, p: (
+               c.admin.keys.retire_old_controller_keys(progress=p)),
+           "retire_old_index_keys": lambda c, p: c.admin.keys.retire_old_index_keys(
+               progress=p),
+       }.items()
+       for bad in (5, "bar")},
     "instruction for a bad record id": lambda c: c.admin.create_instruction(
         "deletion", record_ids=["../x"]),
     "instruction record_ids str": lambda c: c.admin.create_instruction(

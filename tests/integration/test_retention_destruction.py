@@ -23,6 +23,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from mizaic_processor import (
     Actor,
+    AuditError,
     ControllerScope,
     HospitalNumber,
     IntegrityError,
@@ -163,6 +164,46 @@ def test_nothing_is_destroyed_without_an_approved_appraisal(
     with pytest.raises(InvalidInputError):
         admin.delete_record(refs[0].record_id, instruction_id=None)  # type: ignore[arg-type]
     assert sorted(raw.list_blob_names(name_starts_with="records/")) == before
+
+
+def _blobs(raw: ContainerClient) -> dict[str, str]:
+    return {blob.name: str(blob.etag) for blob in raw.list_blobs()}
+
+
+def test_an_approval_refused_for_want_of_audit_writes_no_instruction(
+    admin: ControllerScope, svc: ControllerScope, raw: ContainerClient
+) -> None:
+    # The approval's destruction instruction used to be written to the ledger before the
+    # audit event, so an approval the audit refused still left a usable instruction.
+    due_records(svc, 2)
+    appraisal = admin.retention.appraise(AS_OF)
+    before = _blobs(raw)
+    segment = max(name for name in before if name.startswith("audit/"))
+    lease = raw.get_blob_client(segment).acquire_lease(lease_duration=-1)
+    try:
+        with pytest.raises(AuditError):
+            admin.retention.approve(appraisal.appraisal_id)
+        after = _blobs(raw)
+    finally:
+        lease.release()
+    assert after == before
+    assert list(admin._ledger.list_instructions()) == []  # no public listing of the ledger
+
+
+def test_approving_nothing_is_refused_and_leaves_no_instruction(
+    admin: ControllerScope, svc: ControllerScope
+) -> None:
+    # An instruction with no record ids covers every record: approving an empty selection
+    # used to leave a destruction instruction that delete_record accepted for any record.
+    empty = admin.retention.appraise(AS_OF)  # nothing stored yet: nothing due
+    with pytest.raises(InvalidInputError):
+        admin.retention.approve(empty.appraisal_id)
+    refs = due_records(svc, 2)
+    appraisal = admin.retention.appraise(AS_OF)
+    with pytest.raises(InvalidInputError):
+        admin.retention.approve(appraisal.appraisal_id, record_ids=[])
+    assert list(admin._ledger.list_instructions()) == []
+    assert admin.get_record(refs[0].record_id).fields == {"n": 0}
 
 
 def test_partial_approval_destroys_only_the_approved_records(
