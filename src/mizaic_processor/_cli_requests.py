@@ -283,7 +283,7 @@ def _fields(pairs: list[str]) -> dict[str, Any] | None:
             raise InvalidInputError("--set takes NAME=JSON")
         try:
             fields[name] = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidInputError("--set takes NAME=JSON (the value is not JSON)") from None
     return fields
 

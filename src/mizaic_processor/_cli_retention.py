@@ -322,6 +322,8 @@ def _read_rule_file(name: str) -> RetentionRule:
         raise InvalidInputError(
             f"the rule file is not JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise InvalidInputError("the rule file nests too deeply") from None
     return rule_from_json(data)
 
 

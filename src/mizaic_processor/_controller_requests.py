@@ -74,10 +74,17 @@ def validated(model: type[_M], values: dict[str, Any]) -> _M:
 
     :raises InvalidInputError: if they do not validate.
     """
+    message = "invalid input"
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc)) from None
+        message = describe_validation_error(exc)
+    except InvalidInputError:  # a nested model's own, already data-free
+        raise
+    except (TypeError, ValueError, RecursionError):
+        # e.g. a nested model built from a mapping with keys that are not strings
+        pass
+    raise InvalidInputError(message)  # outside the handlers: no context with the values
 
 
 def checked_route(route: object) -> QueueRoute | WebhookRoute:
@@ -242,7 +249,8 @@ class ControllerRequests:
             except ValueError:
                 raise InvalidInputError("unknown request status") from None
         if due_within_days is not None and (
-            not isinstance(due_within_days, int) or not 0 <= due_within_days <= 366
+            not isinstance(due_within_days, int) or isinstance(due_within_days, bool)
+            or not 0 <= due_within_days <= 366
         ):
             raise InvalidInputError("due_within_days must be 0..366")
         day = day_of(as_of, self._scope._clock())
@@ -676,7 +684,10 @@ class ControllerRequests:
         """
         self._admin("read breach notices")
         breach_id = ids.opaque_id(breach_id, "breach id")
-        if version is not None and (not isinstance(version, int) or not 0 < version < 10**6):
+        if version is not None and (
+            not isinstance(version, int) or isinstance(version, bool)
+            or not 0 < version < 10**6
+        ):
             raise InvalidInputError("invalid version")
         return self._scope._audited(
             "breach.read", "R", f"breach:{breach_id}",

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -338,8 +339,9 @@ class DeliveryReport(_Frozen):
 class _BreachInput(_Frozen):
     nature: Paragraph
     categories: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], ...]
-    subjects_approx: Annotated[int, Field(ge=0, le=10**10)]
-    records_approx: Annotated[int, Field(ge=0, le=10**12)]
+    # strict: True, 1.0 and "5" are not counts
+    subjects_approx: Annotated[StrictInt, Field(ge=0, le=10**10)]
+    records_approx: Annotated[StrictInt, Field(ge=0, le=10**12)]
     consequences: Paragraph
     measures: Paragraph
     detected_at: AwareDatetime

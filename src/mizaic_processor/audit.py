@@ -226,7 +226,9 @@ class AuditTrail:
         """
         self._authorise("query the audit trail")
         for when in (since, until):
-            if when is not None and (not isinstance(when, dt.datetime) or when.tzinfo is None):
+            if when is not None and (
+                not isinstance(when, dt.datetime) or when.utcoffset() is None  # naive
+            ):
                 raise InvalidInputError("since/until must be timezone-aware datetimes")
         if actor is not None and not isinstance(actor, str):
             raise InvalidInputError("actor must be an actor id")
@@ -273,14 +275,19 @@ class AuditTrail:
         :returns: the directory.
         :raises AuditTamperedError: if the trail does not verify (nothing is exported).
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
+        :raises InvalidInputError: if ``directory`` is not a path, or cannot be created
+            (checked before anything is read).
         """
         if not isinstance(directory, str | Path):
             raise InvalidInputError("directory must be a path")
         self._authorise("export the audit trail")
+        target = Path(directory)
+        try:  # before any request: a path that cannot be a directory is bad input
+            (target / "chains").mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError):  # a file in the way, no permission, a NUL, ...
+            raise InvalidInputError("the export directory cannot be created") from None
         self.verify()
         self._record("audit.export", "E")
-        target = Path(directory)
-        (target / "chains").mkdir(parents=True, exist_ok=True)
         chains = self._chains()
         entries = []
         for chain, lines in chains.items():

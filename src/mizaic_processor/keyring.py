@@ -159,6 +159,7 @@ class LocalKeyring:
         """Write the keyring to ``path`` (mode 0600), replacing it atomically.
 
         :raises KeyManagementError: if the file cannot be written.
+        :raises InvalidInputError: if ``path`` is not a path.
         """
         with self._lock:
             data = {
@@ -169,6 +170,8 @@ class LocalKeyring:
                     for name, versions in self._keys.items()
                 },
             }
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidInputError("path must be a path")
         target = Path(path)
         tmp = target.with_name(target.name + ".tmp")
         try:
@@ -176,14 +179,16 @@ class LocalKeyring:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh)
             os.replace(tmp, target)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or lone surrogate in the path
             raise KeyManagementError("cannot write the local keyring file") from None
 
     @staticmethod
     def _key_id(name: str, version: int) -> str:
         return f"local:{name}/{version}"
 
-    def _lookup(self, key_id: str) -> bytes:
+    def _lookup(self, key_id: object) -> bytes:
+        if not isinstance(key_id, str):
+            raise KeyManagementError("unknown key id")
         match = re.fullmatch(r"local:([A-Za-z0-9-]{1,127})/([0-9]{1,9})", key_id)
         if match is None:
             raise KeyManagementError("unknown key id")
@@ -226,6 +231,8 @@ class LocalKeyring:
         """
         with self._lock:
             kek = self._lookup(key_id)
+        if not isinstance(key, bytes):
+            raise KeyManagementError("cannot wrap the key")
         try:
             return WrappedKey(key_id, self._ALGORITHM, aes_key_wrap(kek, key))
         except ValueError:
@@ -236,6 +243,8 @@ class LocalKeyring:
 
         :raises KeyManagementError: if the KEK is unknown or the wrapped key is altered.
         """
+        if not isinstance(wrapped, WrappedKey):
+            raise KeyManagementError("not a wrapped key")
         if wrapped.algorithm != self._ALGORITHM:
             raise KeyManagementError("unsupported key wrap algorithm")
         with self._lock:

@@ -102,6 +102,8 @@ class Processor:
     ) -> None:
         self._region = check_region(region)
         self._check_options(keyring, retry_total, key_cache_ttl, chunk_size, retry_backoff)
+        if not callable(clock):
+            raise InvalidInputError("clock must be a callable returning an aware datetime")
         if _store is None:
             if credential is None:
                 from azure.identity import DefaultAzureCredential
@@ -131,6 +133,9 @@ class Processor:
     ) -> None:
         if not all(hasattr(keyring, m) for m in ("create_key", "wrap_key", "unwrap_key")):
             raise InvalidInputError("keyring must implement the Keyring protocol")
+        if any(isinstance(v, bool) for v in (retry_total, retry_backoff, key_cache_ttl,
+                                              chunk_size)):
+            raise InvalidInputError("numeric options must be numbers, not True or False")
         if not isinstance(retry_total, int) or not 0 <= retry_total <= 20:
             raise InvalidInputError("retry_total must be 0..20")
         if not isinstance(retry_backoff, int | float) or not 0 <= retry_backoff <= 60:

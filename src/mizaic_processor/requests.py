@@ -542,7 +542,10 @@ class RequestDesk:
         """
         actor = self._system(actor)
         day = day_of(as_of, self._now())
-        if not isinstance(within_days, int) or not 0 <= within_days <= 366:
+        if (
+            not isinstance(within_days, int) or isinstance(within_days, bool)
+            or not 0 <= within_days <= 366
+        ):
             raise InvalidInputError("within_days must be 0..366")
         queued = 0
         for controller in self._p.list_controllers():
@@ -615,6 +618,8 @@ class RequestDesk:
             "records_approx": records_approx, "consequences": consequences,
             "measures": measures, "detected_at": detected_at,
         })
+        if data.detected_at > self._now() + _FUTURE_SKEW:  # as receive() refuses
+            raise InvalidInputError("invalid input: detected_at is in the future")
         return self._store_breach(controller_id, ids.new_opaque_id("b"), 1, data, actor)
 
     def update_breach(

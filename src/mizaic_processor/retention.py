@@ -616,7 +616,7 @@ class Retention:
         progress = check_progress(progress)
         self._admin("destroy records")
         if not (isinstance(shards, int) and isinstance(shard, int) and 0 <= shard < shards
-                and shards <= 10_000):
+                and shards <= 10_000) or isinstance(shard, bool) or isinstance(shards, bool):
             raise InvalidInputError("shard must be in 0..shards-1")
         appraisal, _ = self._load(appraisal_id)
         scope = self._scope

@@ -12,6 +12,7 @@ import os
 import pty
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -214,7 +215,12 @@ def run_on_terminal(args: list[str]) -> str:
     return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
+# 30,000 nested lists: under the 64 KiB file limit, past json's recursion limit
+_DEEP_RULE = Path(tempfile.mkdtemp()) / "deep-rule.json"
+_DEEP_RULE.write_text("[" * 30_000 + "]" * 30_000)
+
 BAD_INPUT = {
+    "deep-rule-file": ["retention", "set", "adult", "--rule-json", str(_DEEP_RULE)],
     "period": ["retention", "set", "adult", "--period", "8 years", "--trigger", "last_seen"],
     "missing-rule-file": ["retention", "set", "adult", "--rule-json", "/nonexistent/rule.json"],
     "date": ["retention", "appraise", "--as-of", "2024-02-30"],

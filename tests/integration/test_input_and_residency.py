@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,6 +222,19 @@ class _WriteReturnsNothing(io.RawIOBase):
         return None
 
 
+class _NoOffset(dt.tzinfo):
+    """A time zone that does not know its offset: such a datetime is naive."""
+
+    def utcoffset(self, when: dt.datetime | None) -> None:
+        return None
+
+
+def _a_file() -> Path:
+    handle, name = tempfile.mkstemp()
+    os.close(handle)
+    return Path(name)
+
+
 def _with_progress(run: Callable[[Ctx, object], object], progress: object) -> Call:
     return lambda c: run(c, progress)
 
@@ -387,6 +403,13 @@ CASES: dict[str, Call] = {
            "closed": _closed_bytes_io, "write returns None": _WriteReturnsNothing,
        }.items()},
     "update fields empty str": _update(fields=""),
+    "destroy shard False of True": lambda c: c.admin.retention.destroy(
+        "a" + "a" * 26, shard=False, shards=True),
+    "audit since without offset": lambda c: c.admin.audit.query(
+        since=dt.datetime(2026, 1, 1, tzinfo=_NoOffset())),
+    "audit export NUL path": lambda c: c.admin.audit.export("/tmp/mizaic\x00export"),
+    "audit export under a file": lambda c: c.admin.audit.export(_a_file() / "export"),
+    "audit export surrogate path": lambda c: c.admin.audit.export("/tmp/mizaic-\ud800"),
     "instruction action list": lambda c: c.admin.create_instruction(
         ["deletion"]),  # type: ignore[arg-type]
     "instruction record_ids int": lambda c: c.admin.create_instruction(
@@ -498,6 +521,8 @@ def test_only_a_processor_operator_registers_controllers(ctx: Ctx, actor: Any) -
         {"key_cache_ttl": 0}, {"key_cache_ttl": 3601}, {"key_cache_ttl": "300"},
         {"chunk_size": 15}, {"chunk_size": 16 * 1024 * 1024 + 1}, {"chunk_size": 1024.0},
         {"keyring": object()}, {"keyring": None},
+        {"retry_total": True}, {"key_cache_ttl": True}, {"chunk_size": True},
+        {"retry_backoff": True}, {"retry_backoff": float("nan")}, {"clock": 5},
     ],
 )
 def test_invalid_processor_options_are_refused(azurite: AzuriteServer, options: dict) -> None:
@@ -505,6 +530,14 @@ def test_invalid_processor_options_are_refused(azurite: AzuriteServer, options: 
     kwargs.update(options)
     with pytest.raises(InvalidInputError):
         Processor.from_connection_string(azurite.connection_string, **kwargs)
+
+
+@pytest.mark.parametrize("credential", [object(), 5, 2.5])
+def test_a_credential_the_sdk_cannot_use_is_invalid_input(credential: object) -> None:
+    # it escaped as the SDK's TypeError("Unsupported credential")
+    with pytest.raises(InvalidInputError):
+        Processor("https://mizaicuks.blob.core.windows.net", credential, region="uksouth",
+                  keyring=LocalKeyring.generate())
 
 
 @pytest.mark.parametrize("conn", ["", None, 5])

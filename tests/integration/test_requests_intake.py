@@ -58,6 +58,7 @@ BAD_REQUESTS = [
                   "DROP"}, id="control-characters-in-subject"),
     pytest.param({"text": "x" * 20_001}, id="text-too-long"),
     pytest.param({"controller": ""}, id="no-controller"),
+    pytest.param({"contact": {1: "x", "email": "a@b.example"}}, id="contact-key-not-str"),
 ]
 
 

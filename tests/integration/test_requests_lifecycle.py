@@ -379,6 +379,25 @@ def test_a_breach_notice_is_forwarded_at_once_and_updates_append(
             cid, nature="", categories=[], subjects_approx=-1, records_approx=0,
             consequences="x", measures="y", detected_at=clock.now, actor=OPERATOR,
         )
+    # counts are ints, not True / 1.0 / "5"; a detection in the future is refused (as an
+    # intake received in the future is); a bool is not a version or a number of days
+    good = {"nature": "lost laptop", "categories": ["health"], "subjects_approx": 3,
+            "records_approx": 3, "consequences": "x", "measures": "y",
+            "detected_at": clock.now}
+    for bad in ({"subjects_approx": True}, {"subjects_approx": 1.0}, {"records_approx": "5"},
+                {"detected_at": clock.now + dt.timedelta(days=400)}):
+        with pytest.raises(InvalidInputError):
+            proc.requests.report_breach(cid, **{**good, **bad}, actor=OPERATOR)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        proc.requests.update_breach(cid, reported.breach_id, subjects_approx=True,
+                                    actor=OPERATOR)
+    with pytest.raises(InvalidInputError):
+        admin.requests.get_breach(reported.breach_id, version=True)
+    with pytest.raises(InvalidInputError):
+        admin.requests.list(due_within_days=True)
+    with pytest.raises(InvalidInputError):
+        proc.requests.send_reminders(within_days=True, actor=OPERATOR)
+    assert [b.version for b in admin.requests.list_breaches()] == [2]  # nothing new
     with pytest.raises(AccessDeniedError):
         proc.tenant(cid, actor=SERVICE).requests.get_breach(reported.breach_id)
     with pytest.raises(AccessDeniedError):

@@ -296,6 +296,7 @@ class BlobStore:
         Timeouts as in :meth:`from_connection_string`.
 
         :raises StorageError: if the URL is malformed.
+        :raises InvalidInputError: if ``credential`` is not a credential the SDK accepts.
         """
         opts = cls._options(
             retry_total=retry_total, retry_backoff=retry_backoff, pool_size=pool_size,
@@ -306,6 +307,8 @@ class BlobStore:
             service = BlobServiceClient(account_url, credential=credential, **opts)
         except (ValueError, AzureError):
             raise StorageError("malformed storage account URL") from None
+        except TypeError:  # the SDK's "Unsupported credential"
+            raise InvalidInputError("the credential is not an Azure credential") from None
         return cls(service, counter)
 
     @property
