@@ -82,14 +82,24 @@ def _known_length(content: bytes | bytearray | memoryview | IO[bytes]) -> int | 
     if isinstance(content, bytes | bytearray):
         return len(content)
     try:
-        if content.seekable():
-            here = content.tell()
-            end = content.seek(0, io.SEEK_END)
-            content.seek(here)
-            return end - here
-    except (OSError, AttributeError, ValueError):
+        if not content.seekable():
+            return None
+        here = content.tell()
+        end = content.seek(0, io.SEEK_END)
+    except Exception:  # the caller's stream: any failure means "length unknown"
         return None
-    return None
+    try:
+        back = content.seek(here)
+        if back is None:  # some file-likes' seek() returns nothing: ask where it is
+            back = content.tell()
+    except Exception:
+        back = None
+    if back != here:
+        # left at the end, the stream would read as an empty document
+        raise InvalidInputError("content stream could not be rewound after measuring it")
+    if type(here) is not int or type(end) is not int or end < here:
+        return None  # a stream that reports nonsense: read it to its end instead
+    return end - here
 
 
 class _BytesSource:

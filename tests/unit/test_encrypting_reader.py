@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from array import array
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,34 @@ def test_a_stream_yielding_anything_but_bytes_is_invalid_input(piece: object) ->
     reader = EncryptingReader(_encryptor(), _Pieces(b"ok", piece), 256)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="must yield bytes"):
         reader.read()
+
+
+class _Seekable(io.BytesIO):
+    """A stream whose seek() answers as configured."""
+
+    def __init__(self, data: bytes, *, end: object = None, rewind_fails: bool = False) -> None:
+        super().__init__(data)
+        self._end = end
+        self._rewind_fails = rewind_fails
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> Any:
+        if whence == io.SEEK_END and self._end is not None:
+            super().seek(offset, whence)
+            return self._end
+        if whence == io.SEEK_SET and self._rewind_fails:
+            raise OSError("cannot rewind")
+        return super().seek(offset, whence)
+
+
+@pytest.mark.parametrize("end", [-5, 3.5, "10"], ids=["negative", "float", "str"])
+def test_a_stream_that_reports_a_nonsense_length_is_read_to_its_end(end: object) -> None:
+    data = bytes(range(256)) * 3
+    reader = EncryptingReader(_encryptor(), _Seekable(data, end=end), 256)
+    assert reader.encrypted_length is None
+    assert _stream_of(reader) == data
+
+
+def test_a_stream_that_cannot_be_rewound_after_measuring_is_refused() -> None:
+    # it would be left at its end and stored as an empty document
+    with pytest.raises(InvalidInputError, match="rewound"):
+        EncryptingReader(_encryptor(), _Seekable(b"x" * 100, rewind_fails=True), 256)
