@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hmac
 import io
+import operator
 import re
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -45,6 +46,8 @@ def check_content(content: object, content_type: object) -> str | None:
             raise InvalidInputError("content stream cannot be read") from None
         if not isinstance(probe, bytes | bytearray):
             raise InvalidInputError("content must be a binary stream, not text")
+        # measured now (and again when read): one that cannot be rewound is refused here
+        _known_length(content)  # type: ignore[arg-type]
     if (
         not isinstance(content_type, str)
         or not content_type.isascii()
@@ -329,8 +332,11 @@ class ContentReader(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
-            raise InvalidInputError("size must be an int or None")
+        if size is not None:  # an int, or anything with __index__; not True/False
+            index = None if isinstance(size, bool) else getattr(size, "__index__", None)
+            if index is None:
+                raise InvalidInputError("size must be an int or None")
+            size = operator.index(size)
         if size is None or size < 0:
             return b"".join(list(self))
         if size == 0 or not self._fill():

@@ -41,7 +41,12 @@ from mizaic_processor._request_store import (
     summarise,
 )
 from mizaic_processor._routing import load_route, store_route
-from mizaic_processor._validation import change_input, check_destination, check_etag
+from mizaic_processor._validation import (
+    change_input,
+    check_destination,
+    check_etag,
+    plain_text,
+)
 from mizaic_processor.errors import (
     ConflictError,
     HoldError,
@@ -109,9 +114,9 @@ def text(value: object, what: str, limit: int) -> str:
     """
     if not isinstance(value, str) or not 0 < len(value.strip()) <= limit:
         raise InvalidInputError(f"{what} must be 1 to {limit} characters")
-    if any(not (c.isprintable() or c in "\n\t") for c in value):
-        # also refuses lone surrogates, which could be stored but never exported as JSON
-        raise InvalidInputError(f"{what} must be printable text")
+    if not plain_text(value):
+        # lone surrogates could be stored but never shown or exported as JSON
+        raise InvalidInputError(f"{what} must be text without control characters")
     return value.strip()
 
 

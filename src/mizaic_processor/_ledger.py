@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mizaic_processor._core import ids
 from mizaic_processor._docs import ControllerDocs
+from mizaic_processor._validation import plain_text
 from mizaic_processor.errors import InvalidInputError, NotFoundError
 
 __all__ = ["Hold", "HoldKind", "Instruction", "InstructionAction", "Ledger"]
@@ -35,7 +36,8 @@ _HOLD_REFRESH = 30.0
 
 
 def check_note(note: object, what: str = "note", *, required: bool = False) -> str | None:
-    """Validate free text (kept encrypted): at most 4000 printable characters.
+    """Validate free text (kept encrypted): at most 4000 characters, no control
+    characters but tab and line breaks.
 
     :raises InvalidInputError: if malformed, or missing when required.
     """
@@ -45,7 +47,7 @@ def check_note(note: object, what: str = "note", *, required: bool = False) -> s
         return None
     if not isinstance(note, str) or not note.strip() or len(note) > MAX_NOTE:
         raise InvalidInputError(f"invalid {what}")
-    if any(not (c.isprintable() or c in "\n\t") for c in note):
+    if not plain_text(note):  # no control characters, no lone surrogates
         raise InvalidInputError(f"invalid {what}")
     return note
 
@@ -62,6 +64,9 @@ class Instruction(BaseModel):
     subject_ref: str | None = None
     record_ids: tuple[str, ...] = ()
     note: str | None = Field(default=None, repr=False)
+    #: set on the destruction instruction that records an appraisal's approval: it
+    #: authorises that appraisal's destruction run only, never a direct deletion
+    appraisal_id: str | None = None
 
 
 class Hold(BaseModel):
@@ -117,6 +122,7 @@ class Ledger:
         record_ids: Sequence[str] = (),
         note: str | None = None,
         instruction_id: str | None = None,
+        appraisal_id: str | None = None,
     ) -> Instruction:
         """Store a new instruction (under ``instruction_id`` when the caller drew it
         beforehand, to cite it in the audit event that precedes this write)."""
@@ -130,6 +136,7 @@ class Ledger:
             subject_ref=subject_ref,
             record_ids=tuple(record_ids),
             note=check_note(note),
+            appraisal_id=appraisal_id,
         )
         public = instruction.model_dump(mode="json", exclude={"note"})
         self._docs.create(INSTRUCTIONS + instruction.instruction_id, public,
@@ -155,7 +162,9 @@ class Ledger:
         if not isinstance(instruction_id, str):
             raise InvalidInputError("an instruction_id from the controller's ledger is required")
         instruction = self.get_instruction(instruction_id)
-        if instruction.action not in actions:
+        if instruction.action not in actions or instruction.appraisal_id is not None:
+            # an approval's instruction is used only by its appraisal's destruction run
+            # (one left by an approval that failed after writing it must authorise nothing)
             raise NotFoundError("no instruction of that kind with that id")
         if record_id is not None and instruction.record_ids and (
             record_id not in instruction.record_ids

@@ -8,6 +8,7 @@ subject identifier as given, contact details, free text, reasons and notes) is h
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -15,10 +16,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
-    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -336,12 +337,23 @@ class DeliveryReport(_Frozen):
     waiting: int
 
 
+def _count(value: object) -> int:
+    """A whole number: an int or anything with ``__index__`` (numpy's ints), but not
+    ``True``/``False``, a float or a string (pydantic's lax mode would take ``1.0`` and
+    ``"5"``)."""
+    if isinstance(value, bool | float | str | bytes):
+        raise ValueError("must be a whole number")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError("must be a whole number") from None
+
+
 class _BreachInput(_Frozen):
     nature: Paragraph
     categories: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], ...]
-    # strict: True, 1.0 and "5" are not counts
-    subjects_approx: Annotated[StrictInt, Field(ge=0, le=10**10)]
-    records_approx: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    subjects_approx: Annotated[int, BeforeValidator(_count), Field(ge=0, le=10**10)]
+    records_approx: Annotated[int, BeforeValidator(_count), Field(ge=0, le=10**12)]
     consequences: Paragraph
     measures: Paragraph
     detected_at: AwareDatetime

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
-from collections.abc import Mapping, Sequence, Set
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, cast
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
@@ -122,35 +123,70 @@ def change_input(
     return removed, data
 
 
+class _CountedWrites:
+    """A caller's stream whose ``write`` returns ``None`` (many file-likes do), made to
+    return the count: the archive writer adds counts up when the stream has no ``tell``.
+    Everything else is the caller's stream."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        written = self._stream.write(data)
+        return len(data) if written is None else int(written)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def check_destination(destination: object) -> IO[bytes]:
     """An open, writable binary stream (an export or disclosure is written into it).
 
-    Probed with ``write(b"")``, which writes nothing: a text stream refuses bytes, a
-    closed one raises, and the count it returns must be an int (the archive writer adds
-    them up).
+    Probed with ``write(b"")``, which writes nothing: a text stream refuses bytes and a
+    closed one raises. A stream whose ``write`` returns ``None`` is accepted (and given
+    to the archive writer as one that returns the count).
 
     :raises InvalidInputError: otherwise.
     """
     ok = not isinstance(destination, io.TextIOBase) and callable(
         getattr(destination, "write", None)
     )
+    counted = True
     if ok:
         try:
-            ok = getattr(destination, "closed", False) is not True and isinstance(
-                cast(Any, destination).write(b""), int
+            probe = (
+                None if getattr(destination, "closed", False) is True
+                else cast(Any, destination).write(b"")
             )
+            ok = getattr(destination, "closed", False) is not True and (
+                probe is None or isinstance(probe, int)
+            )
+            counted = isinstance(probe, int)
         except Exception:  # whatever the caller's stream raises: it cannot take bytes
             ok = False
     if not ok:
         raise InvalidInputError("destination must be an open, writable binary stream")
-    return cast("IO[bytes]", destination)
+    return cast("IO[bytes]", destination if counted else _CountedWrites(destination))
 
 
 def check_record_ids(record_ids: object) -> tuple[str, ...]:
-    """A list, tuple or set of record ids (not one id as a string).
+    """Record ids from any iterable (a list, a set, a generator, ``dict.values()``), as
+    bulk reads take them; not one id given as a string, and not a mapping.
 
     :raises InvalidInputError: otherwise, or if an id is malformed.
     """
-    if isinstance(record_ids, str) or not isinstance(record_ids, Sequence | Set):
-        raise InvalidInputError("record_ids must be a sequence of record ids")
+    if isinstance(record_ids, str | bytes | bytearray | Mapping) or not isinstance(
+        record_ids, Iterable
+    ):
+        raise InvalidInputError("record_ids must be an iterable of record ids")
     return tuple(ids.record_id(r) for r in record_ids)
+
+
+def plain_text(value: str) -> bool:
+    """Whether free text is storable and showable: no control characters but tab, line
+    feed and carriage return, and no lone surrogates (not encodable as UTF-8). Anything
+    else people type or paste (non-breaking spaces, soft hyphens, right-to-left marks,
+    zero-width joiners) is text."""
+    return all(
+        c in "\t\n\r" or unicodedata.category(c) not in ("Cc", "Cs") for c in value
+    )

@@ -160,7 +160,7 @@ def verify_webhook(
         raise InvalidInputError("tolerance must be 0 to 86400 seconds")
     if not isinstance(body, bytes | bytearray):
         raise InvalidInputError("body must be bytes")
-    if not isinstance(headers, Mapping | Message):
+    if not callable(getattr(headers, "items", None)):  # a mapping, Message, wsgiref Headers
         raise InvalidInputError("headers must be a mapping")
     stamp = _header(headers, TIMESTAMP_HEADER)
     given = _header(headers, SIGNATURE_HEADER)

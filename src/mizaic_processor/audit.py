@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from importlib import resources
@@ -276,18 +277,19 @@ class AuditTrail:
         :raises AuditTamperedError: if the trail does not verify (nothing is exported).
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         :raises InvalidInputError: if ``directory`` is not a path, or cannot be created
-            (checked before anything is read).
+            (its path is checked before anything is read).
         """
         if not isinstance(directory, str | Path):
             raise InvalidInputError("directory must be a path")
         self._authorise("export the audit trail")
         target = Path(directory)
-        try:  # before any request: a path that cannot be a directory is bad input
-            (target / "chains").mkdir(parents=True, exist_ok=True)
-        except (OSError, ValueError):  # a file in the way, no permission, a NUL, ...
-            raise InvalidInputError("the export directory cannot be created") from None
+        _check_export_directory(target)  # before any request; nothing is created yet
         self.verify()
         self._record("audit.export", "E")
+        try:
+            (target / "chains").mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError):  # e.g. no permission
+            raise InvalidInputError("the export directory cannot be created") from None
         chains = self._chains()
         entries = []
         for chain, lines in chains.items():
@@ -309,3 +311,23 @@ class AuditTrail:
         key_file.write_text(self._key_for_version(1).hex())
         key_file.chmod(0o600)
         return target
+
+
+def _check_export_directory(target: Path) -> None:
+    """A path that is, or can become, a directory: no NUL or unencodable character, and
+    its nearest existing ancestor (or itself) is a directory. Creates nothing.
+
+    :raises InvalidInputError: otherwise.
+    """
+    try:
+        os.fsencode(target)  # a lone surrogate cannot be a file name
+        if "\x00" in str(target):
+            raise ValueError
+        existing = target.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        ok = existing.is_dir()
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidInputError("the export directory cannot be created")

@@ -152,7 +152,8 @@ class LocalKeyring:
                     raise ValueError
                 ring._keys[name] = keys
             return ring
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidInputError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError,
+                InvalidInputError):
             raise KeyManagementError("cannot load the local keyring file") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:

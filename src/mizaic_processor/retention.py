@@ -586,6 +586,7 @@ class Retention:
             scope._ledger.create_instruction(
                 "destruction", issued_by=scope.actor.id, issued_at=now,
                 record_ids=chosen, note=note, instruction_id=instruction_id,
+                appraisal_id=appraisal.appraisal_id,
             )
             self._store(approved, etag=etag)
 

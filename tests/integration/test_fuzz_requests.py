@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -513,16 +514,18 @@ bad_on = st.one_of(
 
 
 def reason_ok(value: object, limit: int) -> bool:
-    # printable text (newlines and tabs allowed): no NUL, no bidi override, no lone surrogate
+    # text: no control characters but tab and line breaks, no lone surrogate; format
+    # characters (right-to-left marks, zero-width joiners) are text
     return isinstance(value, str) and 0 < len(value.strip()) <= limit and all(
-        c.isprintable() or c in "\n\t" for c in value
+        c in "\t\n\r" or unicodedata.category(c) not in ("Cc", "Cs") for c in value
     )
 
 
 def any_reason(limit: int) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.text(max_size=60), st.just(""), st.just(" \n\t "), st.just("\u202e\x00 records"),
-        st.just("three sites\ud800"), st.just("three\nsites"),
+        st.just("three sites\ud800"), st.just("three\r\nsites"),
+        st.just("three\xa0sites \u200f\u202e"),
         st.integers(limit - 10, limit + 10).map(lambda n: "r" * n),
         st.just("Records on three sites, and the patient's knee surgery notes. " * 20_000),
         st.sampled_from([None, 5, b"busy", ["busy"]]),

@@ -214,14 +214,6 @@ def _closed_bytes_io() -> io.BytesIO:
     return stream
 
 
-class _WriteReturnsNothing(io.RawIOBase):
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: object) -> None:  # type: ignore[override]
-        return None
-
-
 class _NoOffset(dt.tzinfo):
     """A time zone that does not know its offset: such a datetime is naive."""
 
@@ -246,6 +238,15 @@ def _rectify(**changes: Any) -> Call:
 
 def _export_into(make: Callable[[], object]) -> Call:
     return lambda c: c.admin.export_subject(NHSNumber(NHS), make(), instruction_id=IID)
+
+
+class _Unrewindable(io.BytesIO):
+    """Seeks to its end, but cannot seek back (it would read as an empty document)."""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            raise OSError("cannot rewind")
+        return super().seek(offset, whence)
 
 
 def _released() -> memoryview:
@@ -348,6 +349,10 @@ CASES: dict[str, Call] = {
     "content type with params": _create(content=b"doc", content_type="text/plain; charset=x"),
     "content type not str": _create(content=b"doc", content_type=5),
     "content released view": lambda c: _create(content=_released(), content_type=PDF)(c),
+    "content stream that cannot be rewound": lambda c: _create(
+        content=_Unrewindable(b"a scanned page"), content_type=PDF)(c),
+    "update stream that cannot be rewound": lambda c: _update(
+        content=_Unrewindable(b"a scanned page"), content_type=PDF)(c),
     # update
     **{f"update record id {i}": _update(record_id=rid, fields={"a": 2})
        for i, rid in enumerate(BAD_RECORD_IDS)},
@@ -400,7 +405,7 @@ CASES: dict[str, Call] = {
     **{f"export destination {name}": _export_into(make)
        for name, make in {
            "text": io.StringIO, "none": lambda: None, "object": object,
-           "closed": _closed_bytes_io, "write returns None": _WriteReturnsNothing,
+           "closed": _closed_bytes_io,
        }.items()},
     "update fields empty str": _update(fields=""),
     "destroy shard False of True": lambda c: c.admin.retention.destroy(
@@ -416,6 +421,8 @@ CASES: dict[str, Call] = {
         "deletion", record_ids=5),
     "instruction record_ids None": lambda c: c.admin.create_instruction(
         "deletion", record_ids=None),
+    "instruction record_ids mapping": lambda c: c.admin.create_instruction(
+        "deletion", record_ids={c.ref.record_id: 1}),
     "instruction note int, unknown subject": lambda c: c.admin.create_instruction(
         "erasure", subject=HospitalNumber("NOBODY-1"), note=5),
     "hold whole_controller 'no'": lambda c: c.admin.retention.place_hold(
@@ -530,6 +537,27 @@ def test_invalid_processor_options_are_refused(azurite: AzuriteServer, options: 
     kwargs.update(options)
     with pytest.raises(InvalidInputError):
         Processor.from_connection_string(azurite.connection_string, **kwargs)
+
+
+def test_record_ids_may_come_from_any_iterable(ctx: Ctx) -> None:
+    # as bulk reads take them: a generator, a set, dict values
+    rid = ctx.ref.record_id
+    for given in ((r for r in [rid]), {rid}, {"a": rid}.values()):
+        instruction = ctx.admin.create_instruction("export", record_ids=given)
+        assert instruction.record_ids == (rid,)
+
+
+def test_breach_counts_take_int_likes_but_not_bools_floats_or_strings() -> None:
+    from mizaic_processor._request_models import _count
+
+    class Index:
+        def __index__(self) -> int:
+            return 12
+
+    assert _count(12) == 12 and _count(Index()) == 12
+    for bad in (True, 1.0, "5", b"5", None, object()):
+        with pytest.raises(ValueError):
+            _count(bad)
 
 
 @pytest.mark.parametrize("credential", [object(), 5, 2.5])

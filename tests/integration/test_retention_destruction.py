@@ -206,6 +206,21 @@ def test_approving_nothing_is_refused_and_leaves_no_instruction(
     assert admin.get_record(refs[0].record_id).fields == {"n": 0}
 
 
+def test_an_approvals_instruction_authorises_its_destruction_run_only(
+    admin: ControllerScope, svc: ControllerScope
+) -> None:
+    # An approval whose appraisal write failed (a lost race, a storage error) leaves its
+    # instruction behind: citing it directly must not destroy anything.
+    refs = due_records(svc, 2)
+    approved = approved_appraisal(admin)
+    assert approved.approval_instruction_id is not None
+    with pytest.raises(NotFoundError):
+        admin.delete_record(refs[0].record_id, instruction_id=approved.approval_instruction_id)
+    assert admin.get_record(refs[0].record_id).fields == {"n": 0}
+    report = admin.retention.destroy(approved.appraisal_id)  # its own run still works
+    assert set(report.destroyed) == {r.record_id for r in refs}
+
+
 def test_partial_approval_destroys_only_the_approved_records(
     admin: ControllerScope, svc: ControllerScope
 ) -> None:

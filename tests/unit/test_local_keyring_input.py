@@ -55,3 +55,12 @@ def test_unwrap_refuses_what_is_not_a_wrapped_key(ring: LocalKeyring, wrapped: o
 
 def test_a_well_formed_wrap_still_round_trips(ring: LocalKeyring) -> None:
     assert ring.unwrap_key(ring.wrap_key("local:kek/1", KEY)) == KEY
+
+
+def test_a_keyring_file_nested_past_the_recursion_limit_is_a_key_management_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keyring.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(KeyManagementError):
+        LocalKeyring.from_file(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from wsgiref.headers import Headers as WsgiHeaders
 
 import pytest
 
@@ -104,6 +105,11 @@ def test_a_now_or_tolerance_that_would_skip_the_freshness_check_is_refused(
 def test_headers_that_are_not_a_mapping_are_invalid_input(hdrs: object) -> None:
     with pytest.raises(InvalidInputError):
         verify_webhook(SECRET, BODY, hdrs, now=TS)  # type: ignore[arg-type]
+
+
+def test_header_objects_that_are_not_registered_mappings_still_verify() -> None:
+    # wsgiref's (and older werkzeug's) Headers have items() but are not Mappings
+    verify_webhook(SECRET, BODY, WsgiHeaders(list(headers().items())), now=TS)
 
 
 def test_a_secret_that_is_not_utf8_text_is_invalid_input_not_a_unicode_error() -> None:

@@ -307,8 +307,10 @@ class BlobStore:
             service = BlobServiceClient(account_url, credential=credential, **opts)
         except (ValueError, AzureError):
             raise StorageError("malformed storage account URL") from None
-        except TypeError:  # the SDK's "Unsupported credential"
-            raise InvalidInputError("the credential is not an Azure credential") from None
+        except TypeError:  # the SDK's "Unsupported credential", or a URL that is not a str
+            raise InvalidInputError(
+                "the account URL or the credential is not of a kind the SDK accepts"
+            ) from None
         return cls(service, counter)
 
     @property
