@@ -610,12 +610,16 @@ def test_events_that_are_not_dates_are_invalid_input(ctx: Ctx, value: Any) -> No
         )
 
 
-def test_a_content_stream_yielding_text_writes_nothing(ctx: Ctx) -> None:
+def _data_blobs(ctx: Ctx) -> list[tuple[str, str, int]]:
+    """Every blob of the controller's container but the audit trail."""
     container = f"mzc-{ctx.cid}"
+    state = account_state(ctx.conn, (container,))[container]
+    return [blob for blob in state if not blob[0].startswith("audit/")]
 
-    def data() -> list[tuple[str, str, int]]:  # every blob but the audit trail
-        state = account_state(ctx.conn, (container,))[container]
-        return [blob for blob in state if not blob[0].startswith("audit/")]
+
+def test_a_content_stream_yielding_text_writes_nothing(ctx: Ctx) -> None:
+    def data() -> list[tuple[str, str, int]]:
+        return _data_blobs(ctx)
 
     before = data()
     with pytest.raises(InvalidInputError):
@@ -650,11 +654,8 @@ def test_a_stream_of_views_that_are_not_contiguous_is_stored_as_the_bytes_they_s
 
 
 def test_a_content_stream_yielding_a_released_view_writes_nothing(ctx: Ctx) -> None:
-    container = f"mzc-{ctx.cid}"
-
-    def data() -> list[tuple[str, str, int]]:  # every blob but the audit trail
-        state = account_state(ctx.conn, (container,))[container]
-        return [blob for blob in state if not blob[0].startswith("audit/")]
+    def data() -> list[tuple[str, str, int]]:
+        return _data_blobs(ctx)
 
     before = data()
     with pytest.raises(InvalidInputError, match="must yield bytes"):

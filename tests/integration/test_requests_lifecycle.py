@@ -41,6 +41,7 @@ from mizaic_processor import (
     NHSNumber,
     NotFoundError,
     Processor,
+    RecordRef,
     RequestStatus,
     RestrictedError,
     WaitingFor,
@@ -275,6 +276,19 @@ def test_access_holds_the_subject_until_complete_and_erasure_is_refused_then_don
     assert not admin.subject_exists(subject)
 
 
+def _with_record_and_requests(
+    proc: Processor, clock: Clock, *kinds: str
+) -> tuple[ControllerScope, NHSNumber, RecordRef, list[str]]:
+    """A controller with one record of NHS and an acknowledged request of each kind."""
+    cid, admin = setup(proc)
+    subject = NHSNumber(NHS)
+    ref = admin.create_record(subject, category="adult", fields={"allergy": "penicilin"})
+    requests = [receive(proc, cid, clock, kind=kind) for kind in kinds]
+    for rid in requests:
+        admin.requests.acknowledge(rid)
+    return admin, subject, ref, requests
+
+
 class _Sink:
     """A writer with no tell() whose write() returns None, as many file-likes do."""
 
@@ -294,13 +308,8 @@ def test_a_refused_instruction_leaves_no_instruction_and_no_hold_behind(
     # Before, the instruction was recorded in the ledger before these arguments were
     # checked: each refused call left a permanent instruction, and a text destination
     # failed with TypeError after it.
-    cid, admin = setup(proc)
-    subject = NHSNumber(NHS)
-    ref = admin.create_record(subject, category="adult", fields={"allergy": "penicilin"})
-    rectify = receive(proc, cid, clock, kind="rectification")
-    access = receive(proc, cid, clock, kind="access")
-    for rid in (rectify, access):
-        admin.requests.acknowledge(rid)
+    admin, subject, ref, (rectify, access) = _with_record_and_requests(
+        proc, clock, "rectification", "access")
     holds = admin.retention.list_holds(active_only=False)  # the access request's own
     closed = io.BytesIO()
     closed.close()
@@ -338,13 +347,8 @@ def test_a_refused_instruction_leaves_no_instruction_and_no_hold_behind(
 def test_restriction_and_rectification_are_carried_out_on_instruction(
     proc: Processor, clock: Clock
 ) -> None:
-    cid, admin = setup(proc)
-    subject = NHSNumber(NHS)
-    ref = admin.create_record(subject, category="adult", fields={"allergy": "penicilin"})
-    rectify = receive(proc, cid, clock, kind="rectification")
-    restrict = receive(proc, cid, clock, kind="restriction")
-    for rid in (rectify, restrict):
-        admin.requests.acknowledge(rid)
+    admin, subject, ref, (rectify, restrict) = _with_record_and_requests(
+        proc, clock, "rectification", "restriction")
 
     with pytest.raises(InvalidInputError):  # needs the record and its etag
         admin.requests.instruct(rectify, fields={"allergy": "penicillin"})
@@ -355,7 +359,7 @@ def test_restriction_and_rectification_are_carried_out_on_instruction(
     (earlier,) = admin.list_record_versions(ref.record_id)
     assert earlier.fields["allergy"] == "penicilin"
 
-    service = proc.tenant(cid, actor=SERVICE)
+    service = proc.tenant(admin.controller_id, actor=SERVICE)
     assert service.get_record(ref.record_id).version == 2
     done = admin.requests.instruct(restrict, subject=subject)
     assert done.restricted is True
