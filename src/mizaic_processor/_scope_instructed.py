@@ -59,7 +59,8 @@ class InstructedOperations:
 
         :param instruction_id: a ``deletion``, ``erasure`` or ``destruction`` instruction
             from this controller's ledger that covers the record (see
-            :meth:`create_instruction`).
+            :meth:`create_instruction`); not the instruction that records an appraisal's
+            approval, which only that appraisal's destruction run uses.
         :raises InvalidInputError: if an id is malformed.
         :raises AccessDeniedError: unless the actor is a ``controller_admin``.
         :raises NotFoundError: if the instruction or the record does not exist.
