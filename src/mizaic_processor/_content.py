@@ -333,8 +333,7 @@ class ContentReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
         if size is not None:  # an int, or anything with __index__; not True/False
-            index = None if isinstance(size, bool) else getattr(size, "__index__", None)
-            if index is None:
+            if isinstance(size, bool) or not hasattr(size, "__index__"):
                 raise InvalidInputError("size must be an int or None")
             size = operator.index(size)
         if size is None or size < 0:

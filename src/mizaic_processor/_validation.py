@@ -148,25 +148,22 @@ def check_destination(destination: object) -> IO[bytes]:
 
     :raises InvalidInputError: otherwise.
     """
-    ok = not isinstance(destination, io.TextIOBase) and callable(
-        getattr(destination, "write", None)
-    )
-    counted = True
-    if ok:
-        try:
-            probe = (
-                None if getattr(destination, "closed", False) is True
-                else cast(Any, destination).write(b"")
-            )
-            ok = getattr(destination, "closed", False) is not True and (
-                probe is None or isinstance(probe, int)
-            )
-            counted = isinstance(probe, int)
-        except Exception:  # whatever the caller's stream raises: it cannot take bytes
-            ok = False
-    if not ok:
-        raise InvalidInputError("destination must be an open, writable binary stream")
-    return cast("IO[bytes]", destination if counted else _CountedWrites(destination))
+    refused = InvalidInputError("destination must be an open, writable binary stream")
+    if (
+        isinstance(destination, io.TextIOBase)
+        or not callable(getattr(destination, "write", None))
+        or getattr(destination, "closed", False) is True
+    ):
+        raise refused
+    try:
+        probe = cast(Any, destination).write(b"")
+    except Exception:  # whatever the caller's stream raises: it cannot take bytes
+        probe = refused
+    if probe is None:
+        return cast("IO[bytes]", _CountedWrites(destination))
+    if not isinstance(probe, int) or isinstance(probe, bool):
+        raise refused
+    return cast("IO[bytes]", destination)
 
 
 def check_record_ids(record_ids: object) -> tuple[str, ...]:
