@@ -570,6 +570,13 @@ class ControllerRequests:
                          record_id=record_id, etag=etag, fields=fields, remove_fields=remove_fields,
                          events=events, restricted=restricted)
         scope = self._scope
+        # a missing or since-changed record is found before the instruction is recorded
+        # (one HEAD; a change between it and the rectification is still refused by the
+        # rectification's own etag check, after the instruction)
+        if kind is RequestKind.RECTIFICATION and record_id is not None and (
+            scope._container.etag(scope._record_blob(record_id), what="record") != etag
+        ):
+            raise ConflictError("record was changed by someone else (stale etag)")
         result: dict[str, Any] = {}
         if kind in _NO_DATA_ACTION:
             instruction_id = ids.new_opaque_id("i")

@@ -344,6 +344,31 @@ def test_a_refused_instruction_leaves_no_instruction_and_no_hold_behind(
         assert json.loads(archive.read("records.json"))["records"]
 
 
+def test_a_rectification_of_a_missing_or_changed_record_leaves_no_instruction(
+    proc: Processor, clock: Clock
+) -> None:
+    # Before, the instruction was recorded first and the rectification then failed on
+    # the record: each such call left a permanent rectification instruction.
+    admin, _subject, ref, (rectify,) = _with_record_and_requests(proc, clock, "rectification")
+    unknown = ref.record_id[:27] + "a" * 26  # well formed, same subject, never stored
+    changed = admin.update_record(ref.record_id, etag=ref.etag, fields={"allergy": "nuts"})
+    with pytest.raises(NotFoundError):
+        admin.requests.instruct(rectify, record_id=unknown, etag=ref.etag,
+                                fields={"allergy": "x"})
+    with pytest.raises(ConflictError):  # ref.etag is stale since the update
+        admin.requests.instruct(rectify, record_id=ref.record_id, etag=ref.etag,
+                                fields={"allergy": "x"})
+    assert list(admin._ledger.list_instructions()) == []
+    assert admin.requests.get(rectify).status is RequestStatus.ACKNOWLEDGED
+    assert admin.get_record(ref.record_id).fields == {"allergy": "nuts"}
+    done = admin.requests.instruct(rectify, record_id=ref.record_id, etag=changed.etag,
+                                   fields={"allergy": "penicillin"})
+    assert done.record is not None and done.record.version == 3
+    assert [i.instruction_id for i in admin._ledger.list_instructions()] == [
+        done.instruction_id
+    ]
+
+
 def test_restriction_and_rectification_are_carried_out_on_instruction(
     proc: Processor, clock: Clock
 ) -> None:

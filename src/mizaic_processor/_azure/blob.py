@@ -578,6 +578,20 @@ class Container:
         except AzureError as exc:
             raise translate(exc, what) from exc
 
+    def etag(self, name: str, *, what: str = "object") -> str:
+        """The current etag of a blob, read from its properties (no content is read).
+
+        :raises NotFoundError: if it does not exist.
+        :raises StorageError: on other failures.
+        """
+        try:
+            etag = self._client.get_blob_client(name).get_blob_properties().etag
+        except AzureError as exc:
+            raise translate(exc, what) from exc
+        if not isinstance(etag, str) or not etag:
+            raise _malformed(what)
+        return etag
+
     def put(
         self,
         name: str,
