@@ -46,6 +46,7 @@ from mizaic_processor._validation import (
     check_destination,
     check_etag,
     plain_text,
+    whole_number,
 )
 from mizaic_processor.errors import (
     ConflictError,
@@ -253,11 +254,8 @@ class ControllerRequests:
                 wanted = RequestStatus(status)
             except ValueError:
                 raise InvalidInputError("unknown request status") from None
-        if due_within_days is not None and (
-            not isinstance(due_within_days, int) or isinstance(due_within_days, bool)
-            or not 0 <= due_within_days <= 366
-        ):
-            raise InvalidInputError("due_within_days must be 0..366")
+        if due_within_days is not None:
+            whole_number(due_within_days, 0, 366, "due_within_days must be 0..366")
         day = day_of(as_of, self._scope._clock())
 
         def keep(summary: RequestSummary) -> bool:
@@ -430,8 +428,7 @@ class ControllerRequests:
         """
         self._admin("extend subject requests")
         request_id = ids.opaque_id(request_id, "request id")
-        if not isinstance(months, int) or isinstance(months, bool) or months not in (1, 2):
-            raise InvalidInputError("months must be 1 or 2")
+        whole_number(months, 1, 2, "months must be 1 or 2")
         reason = text(reason, "reason", 1000)
         day = self._on(on)
 
@@ -696,11 +693,8 @@ class ControllerRequests:
         """
         self._admin("read breach notices")
         breach_id = ids.opaque_id(breach_id, "breach id")
-        if version is not None and (
-            not isinstance(version, int) or isinstance(version, bool)
-            or not 0 < version < 10**6
-        ):
-            raise InvalidInputError("invalid version")
+        if version is not None:
+            whole_number(version, 1, 10**6 - 1, "invalid version")
         return self._scope._audited(
             "breach.read", "R", f"breach:{breach_id}",
             lambda: _breach.load(self._docs, breach_id, version), write=False,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from mizaic_processor._core import ids
 from mizaic_processor._progress import Progress, check_progress, no_progress
+from mizaic_processor._validation import whole_number
 from mizaic_processor.errors import (
     InvalidInputError,
     PartialFailureError,
@@ -35,9 +36,8 @@ _R = TypeVar("_R")
 
 
 def _check_concurrency(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
-        raise InvalidInputError(f"max_concurrency must be an integer from 1 to {MAX_CONCURRENCY}")
-    return value
+    return whole_number(value, 1, MAX_CONCURRENCY,
+                        f"max_concurrency must be an integer from 1 to {MAX_CONCURRENCY}")
 
 
 def _items(values: object, what: str) -> list[object]:

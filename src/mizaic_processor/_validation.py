@@ -179,6 +179,33 @@ def check_record_ids(record_ids: object) -> tuple[str, ...]:
     return tuple(ids.record_id(r) for r in record_ids)
 
 
+def whole_number(value: object, low: int, high: int, message: str) -> int:
+    """``value`` if it is an ``int`` from ``low`` to ``high``. ``True`` and ``False`` are
+    refused: Python counts them as ints, but no count or setting here is a bool.
+
+    :raises InvalidInputError: with ``message`` otherwise (before any I/O).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInputError(message)
+    return value
+
+
+def real_number(
+    value: object, low: float, high: float, message: str, *, above_low: bool = False
+) -> float:
+    """``value`` if it is an ``int`` or ``float`` from ``low`` (or, with ``above_low``,
+    above it) to ``high``. Bools are refused, and so are NaN (it fails every
+    comparison, so a NaN limit would pass everything) and the infinities.
+
+    :raises InvalidInputError: with ``message`` otherwise (before any I/O).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        low < value <= high if above_low else low <= value <= high
+    ):
+        raise InvalidInputError(message)
+    return value
+
+
 def plain_text(value: str) -> bool:
     """Whether free text is storable and showable: no control characters but tab, line
     feed and carriage return, and no lone surrogates (not encodable as UTF-8). Anything

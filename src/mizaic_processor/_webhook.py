@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from email.message import Message
 from typing import IO, Any
 
+from mizaic_processor._validation import real_number
 from mizaic_processor.errors import IntegrityError, InvalidInputError
 
 __all__ = [
@@ -153,11 +154,7 @@ def verify_webhook(
     # NaN compares false with everything: a NaN now or tolerance would pass any timestamp
     if not math.isfinite(current):
         raise InvalidInputError("now must be a finite number of unix seconds")
-    if (
-        not isinstance(tolerance, int | float) or isinstance(tolerance, bool)
-        or not 0 <= tolerance <= _MAX_TOLERANCE  # also false for NaN
-    ):
-        raise InvalidInputError("tolerance must be 0 to 86400 seconds")
+    real_number(tolerance, 0, _MAX_TOLERANCE, "tolerance must be 0 to 86400 seconds")
     if not isinstance(body, bytes | bytearray):
         raise InvalidInputError("body must be bytes")
     if not callable(getattr(headers, "items", None)):  # a mapping, Message, wsgiref Headers

@@ -38,6 +38,8 @@ from mizaic_processor._subject_ops import Disclosure
 from mizaic_processor._validation import (
     check_destination,
     check_subject,
+    real_number,
+    whole_number,
 )
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -133,19 +135,12 @@ class Processor:
     ) -> None:
         if not all(hasattr(keyring, m) for m in ("create_key", "wrap_key", "unwrap_key")):
             raise InvalidInputError("keyring must implement the Keyring protocol")
-        if any(isinstance(v, bool) for v in (retry_total, retry_backoff, key_cache_ttl,
-                                              chunk_size)):
-            raise InvalidInputError("numeric options must be numbers, not True or False")
-        if not isinstance(retry_total, int) or not 0 <= retry_total <= 20:
-            raise InvalidInputError("retry_total must be 0..20")
-        if not isinstance(retry_backoff, int | float) or not 0 <= retry_backoff <= 60:
-            raise InvalidInputError("retry_backoff must be 0..60 seconds")
-        if not isinstance(key_cache_ttl, int | float) or not 0 < key_cache_ttl <= MAX_KEY_CACHE_TTL:
-            raise InvalidInputError("key_cache_ttl must be in (0, 3600] seconds")
-        if not isinstance(chunk_size, int) or not (
-            envelope.MIN_CHUNK_SIZE <= chunk_size <= envelope.MAX_CHUNK_SIZE
-        ):
-            raise InvalidInputError("chunk_size out of range")
+        whole_number(retry_total, 0, 20, "retry_total must be 0..20")
+        real_number(retry_backoff, 0, 60, "retry_backoff must be 0..60 seconds")
+        real_number(key_cache_ttl, 0, MAX_KEY_CACHE_TTL,
+                    "key_cache_ttl must be in (0, 3600] seconds", above_low=True)
+        whole_number(chunk_size, envelope.MIN_CHUNK_SIZE, envelope.MAX_CHUNK_SIZE,
+                     "chunk_size out of range")
 
     @classmethod
     def from_connection_string(

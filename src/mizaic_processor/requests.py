@@ -77,6 +77,7 @@ from mizaic_processor._routing import (
     notification,
     pending,
 )
+from mizaic_processor._validation import whole_number
 from mizaic_processor._webhook import verify_webhook
 from mizaic_processor.errors import (
     AccessDeniedError,
@@ -542,11 +543,7 @@ class RequestDesk:
         """
         actor = self._system(actor)
         day = day_of(as_of, self._now())
-        if (
-            not isinstance(within_days, int) or isinstance(within_days, bool)
-            or not 0 <= within_days <= 366
-        ):
-            raise InvalidInputError("within_days must be 0..366")
+        whole_number(within_days, 0, 366, "within_days must be 0..366")
         queued = 0
         for controller in self._p.list_controllers():
             scope = self._p.tenant(controller.controller_id, actor=actor)

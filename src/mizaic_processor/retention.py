@@ -39,7 +39,7 @@ from mizaic_processor._destruction import (
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._ledger import Hold, HoldKind, check_note
 from mizaic_processor._progress import Progress, check_progress, no_progress
-from mizaic_processor._validation import check_record_ids
+from mizaic_processor._validation import check_record_ids, whole_number
 from mizaic_processor.errors import (
     ConflictError,
     HoldError,
@@ -616,9 +616,8 @@ class Retention:
         """
         progress = check_progress(progress)
         self._admin("destroy records")
-        if not (isinstance(shards, int) and isinstance(shard, int) and 0 <= shard < shards
-                and shards <= 10_000) or isinstance(shard, bool) or isinstance(shards, bool):
-            raise InvalidInputError("shard must be in 0..shards-1")
+        whole_number(shards, 1, 10_000, "shard must be in 0..shards-1")
+        whole_number(shard, 0, shards - 1, "shard must be in 0..shards-1")
         appraisal, _ = self._load(appraisal_id)
         scope = self._scope
         report: dict[str, list[str]] = {k: [] for k in (

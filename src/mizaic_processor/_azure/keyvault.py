@@ -16,6 +16,7 @@ from azure.keyvault.keys import JsonWebKey, KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mizaic_processor._validation import real_number, whole_number
 from mizaic_processor.errors import InvalidInputError, KeyManagementError
 from mizaic_processor.keyring import WrappedKey, check_key_name
 
@@ -75,16 +76,10 @@ class KeyVaultKeyring:
         if not isinstance(vault_url, str) or not vault_url.startswith("https://"):
             raise InvalidInputError("the vault URL must be an https URL")
         for value in (timeout, read_timeout):
-            if (
-                not isinstance(value, int | float) or isinstance(value, bool)
-                or not 0 < value <= 3600
-            ):
-                raise InvalidInputError("the vault timeouts must be between 0 and 3600 s")
-        if retry_total is not None and (
-            not isinstance(retry_total, int) or isinstance(retry_total, bool)
-            or not 0 <= retry_total <= 20
-        ):
-            raise InvalidInputError("retry_total must be 0..20")
+            real_number(value, 0, 3600, "the vault timeouts must be between 0 and 3600 s",
+                        above_low=True)
+        if retry_total is not None:
+            whole_number(retry_total, 0, 20, "retry_total must be 0..20")
         # Without these the SDK's transport waits 300 s for a vault that stops answering.
         self._options: dict[str, Any] = {
             "connection_timeout": float(timeout),
