@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +45,25 @@ class Settings(BaseSettings):
     retry_backoff: float = 0.5
     key_cache_ttl: float = 300.0
 
+    def __init__(self, **values: Any) -> None:
+        """Settings from ``values`` over the ``MIZAIC_*`` environment variables.
+
+        :raises ResidencyError: if the region is not a UK region.
+        :raises ConfigurationError: if a setting is missing or malformed (the message names
+            the setting, never its value).
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            for err in exc.errors(include_input=False):
+                if err.get("loc") == ("region",) and err.get("type") == "value_error":
+                    check_region(None)
+            raise ConfigurationError(
+                describe_validation_error(exc).replace("invalid input", "invalid settings")
+            ) from None
+        except InvalidInputError as exc:
+            raise ConfigurationError(str(exc)) from None
+
     @field_validator("region")
     @classmethod
     def _uk_only(cls, value: str) -> str:
@@ -57,17 +76,7 @@ class Settings(BaseSettings):
         :raises ResidencyError: if ``MIZAIC_REGION`` is not a UK region.
         :raises ConfigurationError: if a variable is missing or malformed.
         """
-        try:
-            return cls()
-        except ValidationError as exc:
-            for err in exc.errors(include_input=False):
-                if err.get("loc") == ("region",) and err.get("type") == "value_error":
-                    check_region(None)
-            raise ConfigurationError(
-                describe_validation_error(exc).replace("invalid input", "invalid settings")
-            ) from None
-        except InvalidInputError as exc:
-            raise ConfigurationError(str(exc)) from None
+        return cls()
 
     def build_keyring(self) -> Keyring:
         """The keyring these settings name.

@@ -23,6 +23,7 @@ from azure.storage.blob import BlobServiceClient
 from mizaic_processor import (
     AccessDeniedError,
     Actor,
+    ConfigurationError,
     ControllerScope,
     HospitalNumber,
     InvalidInputError,
@@ -168,6 +169,29 @@ def test_settings_refuse_a_non_uk_region(
     with pytest.raises(ResidencyError):
         Processor.from_settings()
     assert not (tmp_path / "ring.json").exists()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"region": "uksouth", "retry_total": "lots"}, {"region": "uksouth", "bogus": 1},
+     {"region": "uksouth", "connection_string": 5}, {"region": "uksouth", "keyring": "hsm"}],
+    ids=["retry-total", "unknown", "connection-string", "keyring"],
+)
+def test_settings_built_directly_raise_the_librarys_own_errors(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, object]
+) -> None:
+    # Settings(...) raised pydantic's ValidationError (only Settings.load() mapped it)
+    for name in ("MIZAIC_CONNECTION_STRING", "MIZAIC_ACCOUNT_URL", "MIZAIC_KEYRING",
+                 "MIZAIC_REGION", "MIZAIC_RETRY_TOTAL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(**values)  # type: ignore[arg-type]
+    assert "lots" not in str(caught.value) and "hsm" not in str(caught.value)
+    with pytest.raises(ResidencyError):
+        Settings(region="westeurope")
+    with pytest.raises(ConfigurationError, match="region"):
+        Settings()
+    assert Settings(region="uksouth", retry_total=3).retry_total == 3
 
 
 # -- invalid input changes nothing --------------------------------------------------------------

@@ -451,6 +451,25 @@ def test_malformed_event_names_and_values_are_refused(events: Mapping[str, date]
 def test_malformed_rules_are_refused(data: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         RetentionRule.model_validate(data)
+    # built by a caller, the same rule is the library's own error (it was pydantic's)
+    with pytest.raises(InvalidInputError) as caught:
+        RetentionRule(**data)
+    assert "input_value" not in str(caught.value) and "P8Y" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("period", "events"),
+    [("P0D", ("last_seen",)), ("PT1H", ("last_seen",)), (5, ("last_seen",)),
+     ("P8Y", ()), ("P8Y", ("Last Seen",)), ("P8Y", ("x", "x"))],
+)
+def test_a_bad_one_clause_rule_is_an_invalid_input_error(
+    period: object, events: tuple[str, ...]
+) -> None:
+    with pytest.raises(InvalidInputError):
+        RetentionRule.after(period, *events)  # type: ignore[arg-type]
+    assert RetentionRule.after("P8Y", "last_seen") == RetentionRule(
+        clauses=({"kind": "after_events", "period": "P8Y", "events": ["last_seen"]},)
+    )
 
 
 def test_a_rule_is_frozen() -> None:

@@ -64,6 +64,7 @@ from pydantic import (
 )
 
 from mizaic_processor.errors import InvalidInputError
+from mizaic_processor.models import describe_validation_error
 
 __all__ = [
     "EVENT_NAME_PATTERN",
@@ -445,9 +446,18 @@ class RetentionRule(BaseModel):
 
     See :func:`compute_retain_until`. The model is frozen and refuses unknown fields; it
     round-trips through JSON with periods written as ISO 8601 strings.
+
+    :raises InvalidInputError: if a clause, period, event name or option is invalid (the
+        message names the field, never the value).
     """
 
     model_config = _FROZEN
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(exc)) from None
 
     clauses: tuple[Clause, ...] = Field(min_length=1, max_length=16)
     combine: Combine = "latest"
@@ -472,9 +482,11 @@ class RetentionRule(BaseModel):
         :param events: one or more trigger event names.
         :param on_expiry: what the controller wants done when due.
         :returns: the rule.
-        :raises pydantic.ValidationError: if the period or an event name is invalid.
+        :raises InvalidInputError: if the period or an event name is invalid.
         """
-        return cls(clauses=(AfterEvents(period=period, events=events),), on_expiry=on_expiry)
+        # the clause is validated as part of the rule, so a bad one is an InvalidInputError
+        clause = {"kind": "after_events", "period": period, "events": events}
+        return cls(clauses=(clause,), on_expiry=on_expiry)
 
     @property
     def event_names(self) -> frozenset[str]:
