@@ -519,11 +519,12 @@ class ControllerScope(BulkOperations, InstructedOperations):
         a replacement gets a random id (the old document stays until the record points
         at the new one)."""
         content_id = FIRST_CONTENT_ID if first else ids.b32(self._random(16))
+        salt = self._random(envelope.SALT_BYTES)
         encryptor = envelope.ContentEncryptor(
             keys,
             controller_id=self.controller_id,
             record_id=record_id,
-            salt=self._random(envelope.SALT_BYTES),
+            salt=salt,
             chunk_size=self._chunk_size,
         )
         reader = EncryptingReader(encryptor, content, self._chunk_size)
@@ -537,6 +538,10 @@ class ControllerScope(BulkOperations, InstructedOperations):
             "type": content_type,
             "length": encryptor.plaintext_length,
             "sha256": encryptor.plaintext_sha256.hex(),
+            # the envelope's salt, sealed with the record: another version of this
+            # record's document (or a copy of it) is refused at its header, before any
+            # of its plaintext is released
+            "salt": salt.hex(),
         })
 
     def update_record(
@@ -760,8 +765,13 @@ class ControllerScope(BulkOperations, InstructedOperations):
         except BaseException:
             speculative.cancel()  # not started yet: never fetched; else simply dropped
             raise
+        salt = info.get("salt")  # absent from documents stored before it was recorded
+        try:
+            expected_salt = None if salt is None else bytes.fromhex(salt)
+        except (TypeError, ValueError):
+            raise IntegrityError("stored data failed integrity verification") from None
         decryptor = envelope.ContentDecryptor(
-            keys, controller_id=self.controller_id, record_id=record_id
+            keys, controller_id=self.controller_id, record_id=record_id, salt=expected_salt
         )
         return ContentReader(
             pieces, decryptor, expected_length=info.get("length"),

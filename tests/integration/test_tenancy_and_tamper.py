@@ -519,3 +519,27 @@ def test_content_replaced_by_an_older_version_of_the_same_record_is_an_integrity
     write(a.raw, content_blob(a.raw, ref.record_id), old)
     with pytest.raises(IntegrityError), a.scope.open_content(ref.record_id) as reader:
         reader.read()
+
+
+@pytest.mark.parametrize("first_read", ["read-1", "read-chunk", "readinto", "iterate"])
+def test_an_older_document_of_the_record_releases_no_plaintext_even_to_a_partial_read(
+    a: Tenant, first_read: str
+) -> None:
+    # Every version of a record's document shares its content binding, so before the
+    # sealed meta pinned the envelope's salt, a partial read of an earlier document put
+    # back under the current one's name returned its bytes; only a read to the end failed.
+    old_data, new_data = b"OLD-DOCUMENT-" * 400, b"NEW-DOCUMENT-" * 400  # several chunks
+    ref = a.scope.create_record(NHSNumber(NHS), category="adult", content=old_data,
+                                content_type=PDF)
+    old = read(a.raw, content_blob(a.raw, ref.record_id))
+    a.scope.update_record(ref.record_id, etag=ref.etag, content=new_data, content_type=PDF)
+    write(a.raw, content_blob(a.raw, ref.record_id), old)
+    with a.scope.open_content(ref.record_id) as reader, pytest.raises(IntegrityError):
+        if first_read == "read-1":
+            reader.read(1)
+        elif first_read == "read-chunk":
+            reader.read(CHUNK)
+        elif first_read == "readinto":
+            reader.readinto(bytearray(CHUNK))
+        else:
+            next(iter(reader))

@@ -541,10 +541,18 @@ class ContentDecryptor:
     checks that the stream ended exactly after the chunk flagged final. Plaintext
     returned before :meth:`finalize` is authentic but may be a truncated prefix: a caller
     must treat content as complete only once :meth:`finalize` has returned.
+
+    Every version of a record's document shares the record's content binding, so
+    ``salt``, the one sealed in the record's meta when its current document was stored,
+    says which version this must be: a header with any other salt (an earlier document,
+    put back under the current one's name) is refused before any plaintext is returned.
     """
 
-    def __init__(self, keys: RecordKeys, *, controller_id: str, record_id: str) -> None:
+    def __init__(
+        self, keys: RecordKeys, *, controller_id: str, record_id: str, salt: bytes | None = None
+    ) -> None:
         self._keys = keys
+        self._salt = salt
         self._bound = binding(controller_id, record_id, _CONTENT_FIELD)
         self._buffer = bytearray()
         self._header: bytes | None = None
@@ -568,6 +576,7 @@ class ContentDecryptor:
             head.skid != self._keys.skid
             or head.key_version != self._keys.key_version
             or not hmac.compare_digest(commitment, self._keys.commitment)
+            or (self._salt is not None and not hmac.compare_digest(salt, self._salt))
         ):
             raise _fail()
         self._header = header
