@@ -262,14 +262,6 @@ class InstructedOperations:
         scope = cast("ControllerScope", self)
         return scope._open(record_id, for_admin=True)
 
-    def _record_category(self, record_id: str) -> str | None:
-        scope = cast("ControllerScope", self)
-        try:
-            stored = scope._container.get(scope._record_blob(record_id), what="record")
-        except NotFoundError:
-            return None
-        return record_doc.decode(stored.data).category
-
     def _record_category_and_events(
         self, record_id: str
     ) -> tuple[str, dict[str, dt.date]] | None:

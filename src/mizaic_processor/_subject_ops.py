@@ -81,10 +81,13 @@ def erase_subject(
     holds = {h.hold_id for h in scope._ledger.active_holds() if h.subject_ref == skid
              or h.whole_controller or set(h.record_ids) & set(records)}
     if not holds:
+        # every record is verified (its sealed meta decrypted) before any is destroyed, and
+        # category holds are matched on the verified category: the plaintext one could
+        # have been edited in storage to slip past a hold
         for record_id in records:
-            category = scope._record_category(record_id)
-            if category is not None:
-                holds.update(h.hold_id for h in scope._ledger.holds_covering(record_id, category))
+            loaded = scope._record_category_and_events(record_id)
+            if loaded is not None:
+                holds.update(h.hold_id for h in scope._ledger.holds_covering(record_id, loaded[0]))
     if holds:
         raise HoldError("holds forbid erasing this subject: " + ", ".join(sorted(holds)))
     destroyed = []

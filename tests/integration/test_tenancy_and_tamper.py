@@ -19,6 +19,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from mizaic_processor import (
     Actor,
     ControllerScope,
+    HoldError,
     IntegrityError,
     LocalKeyring,
     NHSNumber,
@@ -543,3 +544,35 @@ def test_an_older_document_of_the_record_releases_no_plaintext_even_to_a_partial
             reader.readinto(bytearray(CHUNK))
         else:
             next(iter(reader))
+
+
+# -- tamper: holds -------------------------------------------------------------------------------
+
+
+def test_an_edited_plaintext_category_cannot_slip_an_erasure_past_a_category_hold(
+    a: Tenant, small_processor: Processor
+) -> None:
+    # The erasure's hold check read each record's plaintext category without verifying
+    # it: relabelled, the held record passed the check, the subject's other record was
+    # destroyed, and only then did the relabelled one fail its integrity check.
+    admin = small_processor.tenant(a.cid, actor=ADMIN)
+    subject = NHSNumber(NHS)
+    made = {
+        category: a.scope.create_record(subject, category=category, fields={"x": 1}).record_id
+        for category in ("adult", "oncology")
+    }
+    # the held record is the one the erasure visits last (records go in id order), so
+    # the old check destroyed the other one before it failed
+    held, unheld = sorted(made, key=made.__getitem__, reverse=True)
+    admin.retention.place_hold("inquiry", reason="inquiry X", category=held)
+    erase = admin.create_instruction("erasure", subject=subject).instruction_id
+    with pytest.raises(HoldError):  # control: the hold is found
+        admin.erase_subject(subject, instruction_id=erase)
+    doc = load_doc(a.raw, made[held])
+    doc["cat"] = unheld
+    save_doc(a.raw, made[held], doc)
+    before = names(a.raw, "records/")
+    with pytest.raises(IntegrityError):
+        admin.erase_subject(subject, instruction_id=erase)
+    assert names(a.raw, "records/") == before  # nothing destroyed
+    assert admin.get_record(made[unheld]).fields == {"x": 1}
