@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     retry_backoff: float = 0.5
     key_cache_ttl: float = 300.0
 
-    def __init__(self, **values: Any) -> None:
+    def __init__(self, /, **values: Any) -> None:
         """Settings from ``values`` over the ``MIZAIC_*`` environment variables.
 
         :raises ResidencyError: if the region is not a UK region.

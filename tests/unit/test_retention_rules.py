@@ -27,6 +27,7 @@ from mizaic_processor._core.retention import (
     parse_duration,
 )
 from mizaic_processor.errors import InvalidInputError
+from mizaic_processor.retention import rule_from_json
 
 D = date
 
@@ -458,18 +459,36 @@ def test_malformed_rules_are_refused(data: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("period", "events"),
-    [("P0D", ("last_seen",)), ("PT1H", ("last_seen",)), (5, ("last_seen",)),
-     ("P8Y", ()), ("P8Y", ("Last Seen",)), ("P8Y", ("x", "x"))],
+    ("period", "events", "named"),
+    [("P0D", ("last_seen",), "period"), ("PT1H", ("last_seen",), "period"),
+     (5, ("last_seen",), "period"), ("P8Y", (), "events"), ("P8Y", ("Last Seen",), "events"),
+     ("P8Y", ("x", "x"), "input")],
 )
 def test_a_bad_one_clause_rule_is_an_invalid_input_error(
-    period: object, events: tuple[str, ...]
+    period: object, events: tuple[str, ...], named: str
 ) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match=f"^invalid input: {named}: "):
         RetentionRule.after(period, *events)  # type: ignore[arg-type]
     assert RetentionRule.after("P8Y", "last_seen") == RetentionRule(
         clauses=({"kind": "after_events", "period": "P8Y", "events": ["last_seen"]},)
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"clauses": [{"kind": "indefinite"}], "self": 1}, {1: 2}, {"clauses": [{"kind": "indefinite"}],
+                                                              "data": 1}],
+    ids=["self-key", "int-key", "data-key"],
+)
+def test_rule_json_with_odd_keys_is_an_invalid_input_error_not_a_type_error(
+    data: dict[object, object],
+) -> None:
+    # with a plain custom __init__, pydantic passed the JSON's keys as keyword arguments:
+    # "self" collided with the parameter and an int key was not a keyword (TypeError)
+    with pytest.raises(InvalidInputError):
+        rule_from_json(data)
+    with pytest.raises(ValidationError):  # a stored instruction's rule: mapped by the caller
+        RetentionRule.model_validate(data)
 
 
 def test_a_rule_is_frozen() -> None:

@@ -453,11 +453,17 @@ class RetentionRule(BaseModel):
 
     model_config = _FROZEN
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, /, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise InvalidInputError(describe_validation_error(exc)) from None
+
+    # Only a caller's own RetentionRule(...) goes through the __init__ above: pydantic
+    # keeps its own validation for model_validate and for a rule nested in a stored
+    # instruction (a custom __init__ would be called with the document's keys as
+    # keyword arguments, and a key such as "self" or 1 would escape as TypeError).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     clauses: tuple[Clause, ...] = Field(min_length=1, max_length=16)
     combine: Combine = "latest"
@@ -484,8 +490,10 @@ class RetentionRule(BaseModel):
         :returns: the rule.
         :raises InvalidInputError: if the period or an event name is invalid.
         """
-        # the clause is validated as part of the rule, so a bad one is an InvalidInputError
-        clause = {"kind": "after_events", "period": period, "events": events}
+        try:  # validated alone, so the message names period or events, as passed
+            clause = AfterEvents(period=period, events=events)
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(exc)) from None
         return cls(clauses=(clause,), on_expiry=on_expiry)
 
     @property
