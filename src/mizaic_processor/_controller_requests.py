@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from mizaic_processor import _breach
 from mizaic_processor._core import ids
 from mizaic_processor._core.deadlines import ClockHistory, WaitingFor, uk_day
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._ledger import Hold
 from mizaic_processor._request_models import (
@@ -53,7 +54,7 @@ from mizaic_processor.errors import (
     HoldError,
     InvalidInputError,
 )
-from mizaic_processor.models import HospitalNumber, NHSNumber, Role, describe_validation_error
+from mizaic_processor.models import HospitalNumber, NHSNumber, Role
 
 if TYPE_CHECKING:
     from mizaic_processor._scope import ControllerScope

@@ -27,10 +27,11 @@ from pydantic import (
 )
 
 from mizaic_processor._core.deadlines import ClockHistory, WaitingFor
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor._subject_ops import ErasureReport, ExportSummary
 from mizaic_processor._webhook import check_webhook_url
 from mizaic_processor.errors import InvalidInputError
-from mizaic_processor.models import RecordRef, describe_validation_error
+from mizaic_processor.models import RecordRef
 
 __all__ = [
     "BreachNotice",

@@ -12,8 +12,9 @@ from typing import IO, Any, cast
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
 from mizaic_processor._core import ids, record_doc
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor.errors import InvalidInputError
-from mizaic_processor.models import SubjectId, describe_validation_error
+from mizaic_processor.models import SubjectId
 
 MAX_FIELDS = 512
 MAX_RECORD_JSON = 4 * 1024 * 1024

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from mizaic_processor._core import ids
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor.errors import InvalidInputError, ResidencyError
 
 __all__ = [
@@ -136,30 +137,6 @@ def _build(model: type[_M], **values: Any) -> _M:
         return model(**values)
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """Summarise a pydantic error by location and error type only, never the input value."""
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False)[:5]:
-        # Only the top-level parameter: deeper locations are the caller's own keys
-        # (field names, nested JSON keys), which can be clinical.
-        loc = str(err["loc"][0]) if err["loc"] else "input"
-        kind = str(err.get("type", "invalid"))
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, InvalidInputError):
-            # a nested model's own validation: its message already names fields only
-            detail = str(cause).removeprefix("invalid input: ")
-            part = detail if not err["loc"] else f"{loc}: {detail}"
-            if part not in parts:
-                parts.append(part)
-            continue
-        if kind == "value_error":
-            kind = "invalid value"
-        part = f"{loc}: {kind.replace('_', ' ')}"
-        if part not in parts:
-            parts.append(part)
-    return "invalid input: " + "; ".join(parts)
 
 
 class _SubjectBase:

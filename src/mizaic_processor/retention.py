@@ -31,6 +31,7 @@ from mizaic_processor._core.retention import (
     due_bucket,
     is_shorter_than,
 )
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor._destruction import (
     DestructionEvidence,
     destroy_record,
@@ -47,7 +48,7 @@ from mizaic_processor.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from mizaic_processor.models import Role, describe_validation_error
+from mizaic_processor.models import Role
 
 if TYPE_CHECKING:
     from mizaic_processor._scope import ControllerScope

@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor.errors import ConfigurationError, InvalidInputError
 from mizaic_processor.keyring import Keyring, LocalKeyring
-from mizaic_processor.models import check_region, describe_validation_error
+from mizaic_processor.models import check_region
 
 __all__ = ["Settings"]
 

@@ -63,8 +63,8 @@ from pydantic import (
     model_validator,
 )
 
+from mizaic_processor._core.validation import describe_validation_error
 from mizaic_processor.errors import InvalidInputError
-from mizaic_processor.models import describe_validation_error
 
 __all__ = [
     "EVENT_NAME_PATTERN",
