@@ -7,18 +7,23 @@ A notification is POSTed as JSON with three headers a receiver checks:
 ``X-Mizaic-Signature``  ``v1=<hex HMAC-SHA256(secret, b"<timestamp>." + body)>``
 
 :func:`verify_webhook` is what a receiver calls. Redirects are never followed (a 3xx is a
-failed attempt) and every call has a timeout. Only ``https`` URLs are accepted, except
-``http`` to a loopback host (local tests).
+failed attempt) and every call has a timeout on each network wait and a deadline for the
+whole attempt (an endpoint that trickles its answer a byte at a time is cut off at the
+deadline). Only ``https`` URLs are accepted, except ``http`` to a loopback host (local
+tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import http.client
 import ipaddress
 import math
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -193,7 +198,72 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect())
+class _Deadline:
+    """The connections of one attempt, shut down from a timer thread at the deadline.
+
+    A per-read timeout alone does not bound an attempt: an endpoint that sends one header
+    byte every few seconds never lets a read time out. Shutting the socket down wakes the
+    blocked read, which then fails like a dropped connection.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._over = threading.Event()
+        self._done = threading.Event()
+        self._seconds = seconds
+
+    def track(self, make: Any) -> Any:
+        def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+            made: http.client.HTTPConnection = make(*args, **kwargs)
+            with self._lock:
+                self._connections.append(made)
+            return made
+        return connection
+
+    def __enter__(self) -> _Deadline:
+        threading.Thread(target=self._watch, name="mizaic-webhook-deadline",
+                         daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+    @property
+    def passed(self) -> bool:
+        return self._over.is_set()
+
+    def _watch(self) -> None:
+        if self._done.wait(self._seconds):
+            return
+        self._over.set()
+        while True:  # a socket may still be connecting: keep shutting down until done
+            with self._lock:
+                for connection in self._connections:
+                    sock = connection.sock
+                    if sock is not None:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+            if self._done.wait(0.2):
+                return
+
+
+class _TrackedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> Any:
+        return super().do_open(self._deadline.track(http_class), req, **kwargs)
+
+
+class _TrackedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> Any:
+        return super().do_open(self._deadline.track(http_class), req, **kwargs)
 
 
 def post(
@@ -205,10 +275,14 @@ def post(
     event: str,
     timestamp: int,
     timeout: float = 10.0,
+    deadline: float = 30.0,
 ) -> int:
     """POST one signed notification; return the HTTP status (2xx only).
 
-    :raises WebhookFailed: on a non-2xx answer, a redirect, a timeout or a network error.
+    :param timeout: seconds for each network wait (connect, each read).
+    :param deadline: seconds for the whole attempt, answer included.
+    :raises WebhookFailed: on a non-2xx answer, a redirect, a timeout (``timeout`` or
+        ``deadline``) or a network error.
     """
     url = check_webhook_url(url)
     headers = {
@@ -220,8 +294,25 @@ def post(
         SIGNATURE_HEADER: sign(secret, body, timestamp),
     }
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    with _Deadline(deadline) as limit:
+        opener = urllib.request.build_opener(
+            _NoRedirect(), _TrackedHTTP(limit), _TrackedHTTPS(limit)
+        )
+        try:
+            status = _answer(opener, request, timeout)
+        except WebhookFailed:
+            if limit.passed:
+                raise WebhookFailed("timeout") from None
+            raise
+        if limit.passed:  # a socket shut at the deadline can look like a complete answer
+            raise WebhookFailed("timeout")
+    return status
+
+
+def _answer(opener: urllib.request.OpenerDirector, request: urllib.request.Request,
+            timeout: float) -> int:
     try:
-        response: Any = _OPENER.open(request, timeout=timeout)
+        response: Any = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         raise WebhookFailed(f"http-{exc.code}") from None

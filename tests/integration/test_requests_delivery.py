@@ -8,6 +8,7 @@ HTTP receiver: exactly once per delivery id, whatever fails first, and signed.""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from azure.storage.queue import QueueServiceClient
@@ -213,6 +214,33 @@ def test_a_second_pump_inside_the_back_off_sends_nothing(
     clock.advance(seconds=30)
     assert proc.requests.deliver_pending().delivered == 1
     assert [p.status for p in receiver.posts] == [500, 204]
+
+
+def test_a_failing_endpoint_costs_each_pump_run_one_attempt_not_one_per_notification(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    # Each attempt can take up to its deadline; before, the pump tried every pending
+    # notification of a controller whose endpoint was down, so the controllers after it
+    # waited that long once per notification.
+    down = new_controller(proc)
+    with socket.socket() as closed:  # a port that refuses connections
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proc.requests.set_route(down, WebhookRoute(url=f"http://127.0.0.1:{port}/hook",
+                                               secret=SECRET), actor=OPERATOR)
+    for _ in range(3):  # each is tried once at intake, and fails
+        proc.requests.receive(**request_args(down, clock))  # type: ignore[arg-type]
+    up = new_controller(proc)
+    proc.requests.set_route(up, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    receiver.fail_first = 1
+    proc.requests.receive(**request_args(up, clock))  # type: ignore[arg-type]
+
+    clock.advance(hours=1)
+    proc.requests.deliver_pending()
+
+    attempts = sorted(d.attempts for d in request_deliveries(proc) if d.controller_id == down)
+    assert attempts == [1, 1, 2]  # one more attempt in this run, the others wait
+    assert [p.status for p in receiver.posts] == [500, 204]  # the other controller's went
 
 
 def test_routes_refuse_plain_http_to_other_hosts_and_other_roles(
