@@ -159,6 +159,12 @@ def enqueue(docs: ControllerDocs, note: dict[str, Any], *, at: dt.datetime) -> b
     return True
 
 
+def pending_ids(docs: ControllerDocs) -> list[str]:
+    """The delivery ids in the controller's outbox, without reading the entries (a
+    damaged entry then fails only its own attempt)."""
+    return [name.removeprefix(OUTBOX_PREFIX) for name in docs.names(OUTBOX_PREFIX)]
+
+
 def pending(docs: ControllerDocs, controller_id: str) -> list[DeliveryInfo]:
     """The controller's undelivered notifications."""
     found = []

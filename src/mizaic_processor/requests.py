@@ -76,6 +76,7 @@ from mizaic_processor._routing import (
     enqueue,
     notification,
     pending,
+    pending_ids,
 )
 from mizaic_processor._validation import whole_number
 from mizaic_processor._webhook import verify_webhook
@@ -489,13 +490,13 @@ class RequestDesk:
             try:  # one controller's failure (its keys, its container) never stops the rest
                 scope = self._p.tenant(controller.controller_id, actor=actor)
                 deliverer = self._deliverer(scope)
-                waiting = pending(deliverer.docs, controller.controller_id)
+                waiting = pending_ids(deliverer.docs)
             except MizaicError:
                 counts["failed"] += 1
                 continue
-            for done, info in enumerate(waiting):
+            for done, delivery in enumerate(waiting):
                 try:
-                    outcome = deliverer.attempt(info.delivery_id)
+                    outcome = deliverer.attempt(delivery)
                 except MizaicError:  # this entry (a broken one): the others still go
                     counts["failed"] += 1
                     continue
@@ -511,7 +512,9 @@ class RequestDesk:
     ) -> Iterator[DeliveryInfo]:
         """Every notification not yet delivered (of every controller, or of one), with
         its attempts and last error code. A controller whose keys this processor cannot
-        unwrap is skipped (and logged), as by the pump.
+        unwrap is skipped (and logged), as by the pump. Listing every controller, one
+        whose outbox fails (a damaged entry, its container) is skipped too: the others
+        are listed, and then its error is raised.
 
         :raises AccessDeniedError: unless the actor is a ``processor_operator``.
         :raises NotFoundError: if ``controller_id`` is given and not registered.
@@ -522,16 +525,25 @@ class RequestDesk:
             controllers = [self._p.get_controller(controller_id)]
         else:
             controllers = list(self._p.list_controllers())
+        failures: list[MizaicError] = []
         for controller in controllers:
-            scope = self._p.tenant(controller.controller_id, actor=actor)
             try:
+                scope = self._p.tenant(controller.controller_id, actor=actor)
                 found = pending(docs_of(scope), controller.controller_id)
             except KeyManagementError:
                 if controller_id is not None:
                     raise
                 logger.error("skipping a controller whose keys cannot be unwrapped")
                 continue
+            except MizaicError as exc:
+                if controller_id is not None:
+                    raise
+                logger.error("deliveries of a controller not listed: %s", type(exc).__name__)
+                failures.append(exc)
+                continue
             yield from found
+        if failures:
+            raise failures[0]
 
     def send_reminders(
         self, as_of: dt.date | None = None, *, within_days: int = 7, actor: Actor | None = None
@@ -543,31 +555,59 @@ class RequestDesk:
 
         :param as_of: the day to evaluate (today in the UK by default).
         :param within_days: how many days ahead counts as due soon.
+        A controller whose keys cannot be unwrapped is skipped (and logged). Any other
+        failure with one controller or one request (a damaged request document, its
+        container failing) does not stop the rest: every other reminder is queued first,
+        and then the first such error is raised. A repeated run sends nothing twice.
+
         :returns: how many reminders were queued.
         :raises InvalidInputError: if ``as_of`` or ``within_days`` is malformed.
         :raises AccessDeniedError: if ``actor`` is given and is not a ``processor_operator``.
-        :raises StorageError: if storage fails.
+        :raises StorageError: if the controllers cannot be listed, or (after the others'
+            reminders) if storage failed for one of them.
+        :raises IntegrityError: after the others' reminders, if a stored request failed
+            verification.
         """
         actor = self._system(actor)
         day = day_of(as_of, self._now())
         whole_number(within_days, 0, 366, "within_days must be 0..366")
         queued = 0
+        failures: list[MizaicError] = []
         for controller in self._p.list_controllers():
-            scope = self._p.tenant(controller.controller_id, actor=actor)
-            docs = docs_of(scope)
-            book = RequestBook(docs)
-            for request_id in book.ids():
-                try:
-                    state, _ = book.load(request_id)
-                except KeyManagementError:
-                    logger.error("skipping a controller whose keys cannot be unwrapped")
-                    break
+            try:
+                queued += self._remind_controller(controller.controller_id, actor, day,
+                                                  within_days, failures)
+            except KeyManagementError:
+                logger.error("skipping a controller whose keys cannot be unwrapped")
+            except MizaicError as exc:  # its container or listing: the others still go
+                logger.error("reminders skipped a controller: %s", type(exc).__name__)
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        return queued
+
+    def _remind_controller(
+        self, controller_id: str, actor: Actor, day: dt.date, within_days: int,
+        failures: list[MizaicError],
+    ) -> int:
+        scope = self._p.tenant(controller_id, actor=actor)
+        docs = docs_of(scope)
+        book = RequestBook(docs)
+        queued = 0
+        for request_id in book.ids():
+            try:
+                state, _ = book.load(request_id)
                 summary = summarise(state, day)
                 remaining = summary.days_remaining
                 if remaining is None or remaining > within_days:
                     continue
                 if self._remind(scope, docs, state, day, overdue=summary.overdue):
                     queued += 1
+            except KeyManagementError:
+                raise
+            except MizaicError as exc:  # this request: the controller's others still go
+                logger.error("reminder skipped request %s: %s", request_id, type(exc).__name__)
+                failures.append(exc)
         return queued
 
     def _remind(

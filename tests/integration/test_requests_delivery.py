@@ -11,6 +11,7 @@ import json
 import socket
 
 import pytest
+from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 from requests_support import (  # noqa: F401 - fixtures
     ADMIN,
@@ -302,3 +303,62 @@ def test_a_delivered_notification_is_never_queued_again_and_an_orphan_is_dropped
     assert [d for d in request_deliveries(proc)
             if d.controller_id == cid] == []
     assert len(receiver.posts) == 1
+
+
+def test_a_damaged_request_of_one_controller_does_not_stop_the_others_reminders(
+    proc: Processor, clock: Clock, receiver: Receiver, blobs: BlobServiceClient
+) -> None:
+    # Before, the first damaged request stopped the run: no controller after it was
+    # reminded of its statutory deadlines, on every run.
+    first, second = sorted(new_controller(proc) for _ in range(2))  # listed in this order
+    for cid in (first, second):
+        proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET),
+                                actor=OPERATOR)
+    damaged = proc.requests.receive(**request_args(first, clock)).request_id  # type: ignore[arg-type]
+    ok = proc.requests.receive(**request_args(second, clock)).request_id  # type: ignore[arg-type]
+    container = blobs.get_container_client(f"mzc-{first}")
+    name = f"requests/{damaged}"
+    original = container.download_blob(name).readall()
+    doc = json.loads(original)
+    doc["public"]["status"] = "acknowledged"  # the plaintext half no longer matches
+    container.upload_blob(name, json.dumps(doc).encode(), overwrite=True)
+    try:
+        clock.advance(days=30)
+        posts = len(receiver.posts)
+        with pytest.raises(IntegrityError):  # raised once the others are done
+            proc.requests.send_reminders(within_days=7)
+        reminded = {json.loads(p.body)["request_id"] for p in receiver.posts[posts:]
+                    if b'"request.reminder"' in p.body}
+        assert ok in reminded and damaged not in reminded
+    finally:  # other tests' runs walk every controller of this Azurite
+        container.upload_blob(name, original, overwrite=True)
+
+
+def test_a_damaged_outbox_entry_does_not_hold_back_the_controllers_other_deliveries(
+    proc: Processor, clock: Clock, receiver: Receiver, blobs: BlobServiceClient
+) -> None:
+    # Before, the pump read every outbox entry of a controller first, so one damaged
+    # entry failed the whole controller and none of its notifications went out.
+    cid = new_controller(proc)
+    receiver.fail_first = 2
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    for _ in range(2):
+        proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    container = blobs.get_container_client(f"mzc-{cid}")
+    outbox = sorted(n for n in container.list_blob_names(name_starts_with="outbox/")
+                    if json.loads(container.download_blob(n).readall())["public"]["event"]
+                    == "request.received")
+    assert len(outbox) == 2
+    original = container.download_blob(outbox[0]).readall()
+    doc = json.loads(original)
+    doc["public"]["attempts"] = "many"
+    container.upload_blob(outbox[0], json.dumps(doc).encode(), overwrite=True)
+    try:
+        clock.advance(hours=1)
+        report = proc.requests.deliver_pending()
+        assert report.failed >= 1
+        assert [p.status for p in receiver.posts] == [500, 500, 204]  # the other one went
+    finally:
+        container.upload_blob(outbox[0], original, overwrite=True)
+        clock.advance(hours=1)
+        proc.requests.deliver_pending()
