@@ -159,6 +159,10 @@ def enqueue(docs: ControllerDocs, note: dict[str, Any], *, at: dt.datetime) -> b
     return True
 
 
+# failure codes that say the endpoint itself is not answering, whatever is sent to it
+_ENDPOINT_DOWN = frozenset({"timeout", "unreachable"})
+
+
 def pending_ids(docs: ControllerDocs) -> list[str]:
     """The delivery ids in the controller's outbox, without reading the entries (a
     damaged entry then fails only its own attempt)."""
@@ -207,7 +211,9 @@ class Deliverer:
     webhook_timeout: float = 10.0
 
     def attempt(self, delivery: str) -> str:
-        """One attempt at ``delivery``: ``delivered``, ``failed``, ``waiting`` or ``gone``."""
+        """One attempt at ``delivery``: ``delivered``, ``failed``, ``waiting`` or ``gone``;
+        ``down`` is a failure because the endpoint did not answer in time or at all (what
+        another attempt at that endpoint in the same run would meet too)."""
         name = OUTBOX_PREFIX + delivery
         try:
             doc = self.docs.get(name, what="delivery")
@@ -248,7 +254,7 @@ class Deliverer:
             failed = {**claim, "claimed_until": None, "last_error": exc.code}
             with contextlib.suppress(MizaicError):  # else the claim expires on its own
                 self.docs.replace(name, failed, None, etag=etag, what="delivery")
-            return "failed"
+            return "down" if exc.code in _ENDPOINT_DOWN else "failed"
         self._mark(delivery, note, attempts, now)
         self._finish(name, note)
         return "delivered"

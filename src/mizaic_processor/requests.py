@@ -476,9 +476,10 @@ class RequestDesk:
 
         Run it periodically. A delivered notification is never sent again; a failed one
         waits (30 s, doubling to 1 h) and is retried on a later run, never dropped. Once
-        a controller's endpoint fails an attempt, its other notifications wait for the
-        next run, so a down or slow endpoint (each attempt ends within 30 s) delays the
-        other controllers by one attempt per run, not one per notification.
+        a controller's endpoint times out or cannot be reached, its other notifications
+        wait for the next run, so a down or slow endpoint (each attempt ends within 30 s)
+        delays the other controllers by one attempt per run, not one per notification.
+        An endpoint that answers with an error is tried for each notification.
 
         :param actor: a ``processor_operator``; the library's delivery actor by default.
         :raises AccessDeniedError: if ``actor`` is given and is not a ``processor_operator``.
@@ -500,10 +501,11 @@ class RequestDesk:
                 except MizaicError:  # this entry (a broken one): the others still go
                     counts["failed"] += 1
                     continue
-                counts[outcome] += 1
-                if outcome == "failed":  # the endpoint failed: the rest wait for a later run
+                if outcome == "down":  # no answer: the rest would wait as long, for nothing
+                    counts["failed"] += 1
                     counts["waiting"] += len(waiting) - done - 1
                     break
+                counts[outcome] += 1
         return DeliveryReport(delivered=counts["delivered"], failed=counts["failed"],
                               waiting=counts["waiting"])
 
