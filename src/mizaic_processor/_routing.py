@@ -12,8 +12,8 @@ outbox, ``outbox/<delivery id>``, until it is delivered:
    into the future), so concurrent pumps never send it twice at once;
 3. on success ``delivered/<delivery id>`` is created, then the entry is deleted: a delivery
    id that is marked delivered is never sent again. A crash between a send and its mark
-   can repeat it once; the delivery id (header ``X-Mizaic-Delivery`` / the message's
-   ``delivery_id``) lets the receiver drop the repeat.
+   can repeat it once; the body's ``delivery_id`` (signed; the ``X-Mizaic-Delivery``
+   header repeats it unsigned) lets the receiver drop the repeat.
 
 Attempts back off exponentially (30 s doubling to 1 h) and never give up.
 """

@@ -2,9 +2,13 @@
 
 A notification is POSTed as JSON with three headers a receiver checks:
 
-``X-Mizaic-Delivery``   the delivery id (the same on every retry: de-duplicate on it)
+``X-Mizaic-Delivery``   the delivery id (the same on every retry)
 ``X-Mizaic-Timestamp``  unix seconds when this attempt was signed
 ``X-Mizaic-Signature``  ``v1=<hex HMAC-SHA256(secret, b"<timestamp>." + body)>``
+
+The signature covers the timestamp and the body only: a receiver de-duplicates on the
+body's ``delivery_id`` and acts on the body's ``type``, not on the unsigned
+``X-Mizaic-Delivery`` and ``X-Mizaic-Event`` headers.
 
 :func:`verify_webhook` is what a receiver calls. Redirects are never followed (a 3xx is a
 failed attempt) and every call has a timeout on each network wait and a deadline for the
