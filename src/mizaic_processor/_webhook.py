@@ -28,6 +28,7 @@ import ipaddress
 import math
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -203,39 +204,68 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class _Deadline:
-    """The connections of one attempt, shut down from a timer thread at the deadline.
+    """The sockets of one attempt, shut down from a watcher thread at the deadline.
 
-    A per-read timeout alone does not bound an attempt: an endpoint that sends one header
-    byte every few seconds never lets a read time out. Shutting the socket down wakes the
-    blocked read, which then fails like a dropped connection.
+    A per-read timeout alone does not bound an attempt: an endpoint that sends one byte
+    of its answer every few seconds never lets a read time out. Shutting the connection
+    down wakes the blocked read, which then fails like a dropped connection.
+
+    The watcher holds a duplicate of each socket the attempt connects: the same TCP
+    connection, but its own descriptor, so it can still be shut down while TLS has
+    detached the original (the handshake) and after ``http.client`` has let go of it (the
+    body), and no ``SSLSocket`` is touched from another thread. A connect attempt is given
+    at most the time left; name resolution cannot be interrupted.
     """
 
     def __init__(self, seconds: float) -> None:
-        self._connections: list[http.client.HTTPConnection] = []
+        self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self._over = threading.Event()
         self._done = threading.Event()
         self._seconds = seconds
+        self._ends = time.monotonic() + seconds
 
     def track(self, make: Any) -> Any:
         def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
             made: http.client.HTTPConnection = make(*args, **kwargs)
-            with self._lock:
-                self._connections.append(made)
+            create = made._create_connection  # type: ignore[attr-defined]
+
+            def create_connection(address: Any, timeout: Any = None, *rest: Any) -> socket.socket:
+                left = self._ends - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("webhook deadline")
+                each = timeout if isinstance(timeout, int | float) else None
+                sock: socket.socket = create(
+                    address, left if each is None or each > left else each, *rest
+                )
+                sock.settimeout(each)  # the connect had at most the time left
+                with self._lock:
+                    if self._done.is_set():
+                        return sock
+                    self._socks.append(sock.dup())
+                return sock
+
+            made._create_connection = create_connection  # type: ignore[attr-defined]
             return made
         return connection
 
     def __enter__(self) -> _Deadline:
+        self._ends = time.monotonic() + self._seconds
         threading.Thread(target=self._watch, name="mizaic-webhook-deadline",
                          daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
+        with self._lock:
+            self._done.set()
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
 
     @property
     def passed(self) -> bool:
-        return self._over.is_set()
+        # by the clock too: a read's own timeout can fire just before the watcher does
+        return self._over.is_set() or time.monotonic() >= self._ends
 
     def _watch(self) -> None:
         if self._done.wait(self._seconds):
@@ -243,11 +273,11 @@ class _Deadline:
         self._over.set()
         while True:  # a socket may still be connecting: keep shutting down until done
             with self._lock:
-                for connection in self._connections:
-                    sock = connection.sock
-                    if sock is not None:
-                        with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RDWR)
+                if self._done.is_set():
+                    return
+                for sock in self._socks:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
             if self._done.wait(0.2):
                 return
 
@@ -322,7 +352,11 @@ def _answer(opener: urllib.request.OpenerDirector, request: urllib.request.Reque
         raise WebhookFailed(f"http-{exc.code}") from None
     except TimeoutError:
         raise WebhookFailed("timeout") from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+    except urllib.error.URLError as exc:  # urllib wraps a connect or handshake timeout
+        raise WebhookFailed(
+            "timeout" if isinstance(exc.reason, TimeoutError) else "unreachable"
+        ) from None
+    except (http.client.HTTPException, OSError, ValueError):
         raise WebhookFailed("unreachable") from None
     try:
         with response:
