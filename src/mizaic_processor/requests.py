@@ -84,6 +84,7 @@ from mizaic_processor.errors import (
     AccessDeniedError,
     ConfigurationError,
     ConflictError,
+    IntegrityError,
     InvalidInputError,
     KeyManagementError,
     MizaicError,
@@ -266,10 +267,14 @@ class RequestDesk:
         )
 
     def _attempt(self, scope: ControllerScope, delivery: str) -> bool:
+        return self._try(scope, delivery) == "delivered"
+
+    def _try(self, scope: ControllerScope, delivery: str) -> str:
+        """One immediate attempt; its outcome (see :meth:`Deliverer.attempt`)."""
         try:
-            return self._deliverer(scope).attempt(delivery) == "delivered"
+            return self._deliverer(scope).attempt(delivery)
         except MizaicError:
-            return False  # it stays in the outbox; deliver_pending() retries it
+            return "failed"  # it stays in the outbox; deliver_pending() retries it
 
     def _system(self, actor: Actor | None) -> Actor:
         if actor is None:
@@ -477,9 +482,10 @@ class RequestDesk:
         Run it periodically. A delivered notification is never sent again; a failed one
         waits (30 s, doubling to 1 h) and is retried on a later run, never dropped. Once
         a controller's endpoint times out or cannot be reached, its other notifications
-        wait for the next run, so a down or slow endpoint (each attempt ends within 30 s)
-        delays the other controllers by one attempt per run, not one per notification.
-        An endpoint that answers with an error is tried for each notification.
+        wait for the next run, so a down or slow webhook (each attempt has a 30 s deadline,
+        name resolution aside) delays the other controllers by one attempt per run, not
+        one per notification. An endpoint that answers with an error, and a queue route,
+        are tried for each notification.
 
         :param actor: a ``processor_operator``; the library's delivery actor by default.
         :raises AccessDeniedError: if ``actor`` is given and is not a ``processor_operator``.
@@ -557,10 +563,13 @@ class RequestDesk:
 
         :param as_of: the day to evaluate (today in the UK by default).
         :param within_days: how many days ahead counts as due soon.
+        Each reminder is queued and tried at once; once a controller's webhook times out
+        or cannot be reached, its further reminders are only queued (the pump sends them).
         A controller whose keys cannot be unwrapped is skipped (and logged). Any other
         failure with one controller or one request (a damaged request document, its
         container failing) does not stop the rest: every other reminder is queued first,
-        and then the first such error is raised. A repeated run sends nothing twice.
+        and then one such error is raised (an ``IntegrityError`` before any other). A
+        repeated run sends nothing twice.
 
         :returns: how many reminders were queued.
         :raises InvalidInputError: if ``as_of`` or ``within_days`` is malformed.
@@ -576,46 +585,57 @@ class RequestDesk:
         queued = 0
         failures: list[MizaicError] = []
         for controller in self._p.list_controllers():
-            try:
-                queued += self._remind_controller(controller.controller_id, actor, day,
-                                                  within_days, failures)
-            except KeyManagementError:
-                logger.error("skipping a controller whose keys cannot be unwrapped")
-            except MizaicError as exc:  # its container or listing: the others still go
-                logger.error("reminders skipped a controller: %s", type(exc).__name__)
-                failures.append(exc)
-        if failures:
-            raise failures[0]
+            queued += self._remind_controller(controller.controller_id, actor, day,
+                                              within_days, failures)
+        if failures:  # a sign of tampering outranks a passing storage failure
+            raise next((f for f in failures if isinstance(f, IntegrityError)), failures[0])
         return queued
 
     def _remind_controller(
         self, controller_id: str, actor: Actor, day: dt.date, within_days: int,
         failures: list[MizaicError],
     ) -> int:
-        scope = self._p.tenant(controller_id, actor=actor)
-        docs = docs_of(scope)
-        book = RequestBook(docs)
+        """Queue one controller's due reminders; how many. Failures are added to
+        ``failures`` (the run goes on); a controller whose keys cannot be unwrapped is
+        skipped."""
         queued = 0
-        for request_id in book.ids():
-            try:
-                state, _ = book.load(request_id)
-                summary = summarise(state, day)
-                remaining = summary.days_remaining
-                if remaining is None or remaining > within_days:
+        down = False  # its webhook did not answer: the rest are only queued
+        try:
+            scope = self._p.tenant(controller_id, actor=actor)
+            docs = docs_of(scope)
+            book = RequestBook(docs)
+            for request_id in book.ids():
+                try:
+                    state, _ = book.load(request_id)
+                    summary = summarise(state, day)
+                    remaining = summary.days_remaining
+                    if remaining is None or remaining > within_days:
+                        continue
+                    outcome = self._remind(scope, docs, state, day, overdue=summary.overdue,
+                                           attempt=not down)
+                except KeyManagementError:
+                    raise
+                except MizaicError as exc:  # this request: the controller's others still go
+                    logger.error("reminder skipped request %s: %s", request_id,
+                                 type(exc).__name__)
+                    failures.append(exc)
                     continue
-                if self._remind(scope, docs, state, day, overdue=summary.overdue):
+                if outcome is not None:
                     queued += 1
-            except KeyManagementError:
-                raise
-            except MizaicError as exc:  # this request: the controller's others still go
-                logger.error("reminder skipped request %s: %s", request_id, type(exc).__name__)
-                failures.append(exc)
+                    down = down or outcome == "down"
+        except KeyManagementError:
+            logger.error("skipping a controller whose keys cannot be unwrapped")
+        except MizaicError as exc:  # its container or listing: the others still go
+            logger.error("reminders skipped a controller: %s", type(exc).__name__)
+            failures.append(exc)
         return queued
 
     def _remind(
         self, scope: ControllerScope, docs: ControllerDocs, state: RequestState, day: dt.date,
-        *, overdue: bool,
-    ) -> bool:
+        *, overdue: bool, attempt: bool = True,
+    ) -> str | None:
+        """Queue a reminder (and try it at once, with ``attempt``): the attempt's outcome,
+        ``"queued"`` if not attempted, or ``None`` if it was already queued today."""
         at = self._now()
         note = _request_note(state, "request.reminder", at=at, key=f"reminder/{day.isoformat()}")
         note["overdue"] = overdue
@@ -625,9 +645,8 @@ class RequestDesk:
 
         if not scope._audited("request.remind", "E", f"request:{state.request_id}", run,
                               write=True):
-            return False
-        self._attempt(scope, note["delivery_id"])
-        return True
+            return None
+        return self._try(scope, note["delivery_id"]) if attempt else "queued"
 
     # -- breach notices ------------------------------------------------------------------
 
