@@ -282,22 +282,21 @@ class _Deadline:
                 return
 
 
-class _TrackedHTTP(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
+class _Tracking(urllib.request.AbstractHTTPHandler):
+    """A handler whose every connection is watched by the attempt's deadline."""
+
+    deadline: _Deadline
 
     def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> Any:
-        return super().do_open(self._deadline.track(http_class), req, **kwargs)
+        return super().do_open(self.deadline.track(http_class), req, **kwargs)
 
 
-class _TrackedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
+class _TrackedHTTP(_Tracking, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> Any:
-        return super().do_open(self._deadline.track(http_class), req, **kwargs)
+
+class _TrackedHTTPS(_Tracking, urllib.request.HTTPSHandler):
+    pass
 
 
 def post(
@@ -329,9 +328,10 @@ def post(
     }
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     with _Deadline(deadline) as limit:
-        opener = urllib.request.build_opener(
-            _NoRedirect(), _TrackedHTTP(limit), _TrackedHTTPS(limit)
-        )
+        handlers: list[_Tracking] = [_TrackedHTTP(), _TrackedHTTPS()]
+        for handler in handlers:
+            handler.deadline = limit
+        opener = urllib.request.build_opener(_NoRedirect(), *handlers)
         try:
             status = _answer(opener, request, timeout)
         except WebhookFailed:

@@ -217,20 +217,27 @@ def test_a_second_pump_inside_the_back_off_sends_nothing(
     assert [p.status for p in receiver.posts] == [500, 204]
 
 
+def _with_a_dead_webhook(proc: Processor, clock: Clock, requests: int = 3) -> str:
+    """A controller whose webhook refuses connections, with ``requests`` requests received
+    (each tried once at intake, and failed)."""
+    cid = new_controller(proc)
+    with socket.socket() as closed:  # a port that refuses connections once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proc.requests.set_route(cid, WebhookRoute(url=f"http://127.0.0.1:{port}/hook",
+                                              secret=SECRET), actor=OPERATOR)
+    for _ in range(requests):
+        proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    return cid
+
+
 def test_a_failing_endpoint_costs_each_pump_run_one_attempt_not_one_per_notification(
     proc: Processor, clock: Clock, receiver: Receiver
 ) -> None:
     # Each attempt can take up to its deadline; before, the pump tried every pending
     # notification of a controller whose endpoint was down, so the controllers after it
     # waited that long once per notification.
-    down = new_controller(proc)
-    with socket.socket() as closed:  # a port that refuses connections
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    proc.requests.set_route(down, WebhookRoute(url=f"http://127.0.0.1:{port}/hook",
-                                               secret=SECRET), actor=OPERATOR)
-    for _ in range(3):  # each is tried once at intake, and fails
-        proc.requests.receive(**request_args(down, clock))  # type: ignore[arg-type]
+    down = _with_a_dead_webhook(proc, clock)
     up = new_controller(proc)
     proc.requests.set_route(up, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
     receiver.fail_first = 1
@@ -315,14 +322,7 @@ def test_reminders_for_a_controller_whose_webhook_is_down_are_tried_once_then_qu
 ) -> None:
     # Each reminder is tried at once; before, every one waited for the dead endpoint in
     # turn (each up to the attempt's deadline), holding up the whole run.
-    cid = new_controller(proc)
-    with socket.socket() as closed:  # a port that refuses connections
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    proc.requests.set_route(cid, WebhookRoute(url=f"http://127.0.0.1:{port}/hook",
-                                              secret=SECRET), actor=OPERATOR)
-    for _ in range(3):
-        proc.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+    cid = _with_a_dead_webhook(proc, clock)
     clock.advance(days=30)
     proc.requests.send_reminders(within_days=7)
     reminders = [d for d in proc.requests.list_pending_deliveries(actor=OPERATOR,
