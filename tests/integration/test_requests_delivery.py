@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -388,3 +389,24 @@ def test_a_damaged_outbox_entry_does_not_hold_back_the_controllers_other_deliver
         container.upload_blob(outbox[0], original, overwrite=True)
         clock.advance(hours=1)
         proc.requests.deliver_pending()
+
+
+def test_an_idle_controller_gets_no_endless_checkpoints_from_the_pump(
+    proc: Processor, clock: Clock, receiver: Receiver
+) -> None:
+    # Delivering a checkpoint was an audited event: the next time-based seal sealed it,
+    # and its delivery made another, so a controller with no activity at all received a
+    # checkpoint on every pump run, for ever (one delivered/ marker each).
+    cid = new_controller(proc)
+    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
+    writer = proc._writers[cid]
+    writer._checkpoint_seconds = 0.5  # stands for the 60 s; the pump runs every "0.6 minute"
+    time.sleep(0.6)
+    proc.requests.deliver_pending()  # what the set-up itself sealed
+    before = len(receiver.checkpoints)
+    for _ in range(5):  # no activity on this controller, only the pump
+        time.sleep(0.6)
+        clock.advance(minutes=1)
+        proc.requests.deliver_pending()
+    mine = [json.loads(p.body) for p in receiver.checkpoints[before:]]
+    assert [n for n in mine if n["controller_id"] == cid] == []
