@@ -398,9 +398,9 @@ def test_an_idle_controller_gets_no_endless_checkpoints_from_the_pump(
     # and its delivery made another, so a controller with no activity at all received a
     # checkpoint on every pump run, for ever (one delivered/ marker each).
     cid = new_controller(proc)
-    proc.requests.set_route(cid, WebhookRoute(url=receiver.url, secret=SECRET), actor=OPERATOR)
-    writer = proc._writers[cid]
-    writer._checkpoint_seconds = 0.5  # stands for the 60 s; the pump runs every "0.6 minute"
+    route = WebhookRoute(url=receiver.url, secret=SECRET)
+    proc.requests.set_route(cid, route, actor=OPERATOR)
+    proc._writers[cid]._checkpoint_seconds = 0.5  # for the 60 s; a pump every "0.6 minute"
     time.sleep(0.6)
     proc.requests.deliver_pending()  # what the set-up itself sealed
     before = len(receiver.checkpoints)
