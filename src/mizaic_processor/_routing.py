@@ -169,22 +169,30 @@ def pending_ids(docs: ControllerDocs) -> list[str]:
     return [name.removeprefix(OUTBOX_PREFIX) for name in docs.names(OUTBOX_PREFIX)]
 
 
-def pending(docs: ControllerDocs, controller_id: str) -> list[DeliveryInfo]:
-    """The controller's undelivered notifications."""
+def pending(
+    docs: ControllerDocs, controller_id: str, damaged: list[MizaicError] | None = None
+) -> list[DeliveryInfo]:
+    """The controller's undelivered notifications. With ``damaged``, an entry that
+    fails verification is added there and the others are still listed."""
     found = []
     for name in docs.names(OUTBOX_PREFIX):
         try:
-            public = docs.get(name, what="delivery").public
-            found.append(DeliveryInfo(
-                controller_id=controller_id, delivery_id=public["delivery_id"],
-                event=public["event"], attempts=public["attempts"],
-                next_attempt_at=dt.datetime.fromisoformat(public["next_attempt_at"]),
-                last_error=public["last_error"],
-            ))
-        except NotFoundError:
-            continue
-        except (KeyError, TypeError, ValueError):
-            raise _integrity() from None
+            try:
+                public = docs.get(name, what="delivery").public
+                found.append(DeliveryInfo(
+                    controller_id=controller_id, delivery_id=public["delivery_id"],
+                    event=public["event"], attempts=public["attempts"],
+                    next_attempt_at=dt.datetime.fromisoformat(public["next_attempt_at"]),
+                    last_error=public["last_error"],
+                ))
+            except NotFoundError:
+                continue
+            except (KeyError, TypeError, ValueError):
+                raise _integrity() from None
+        except IntegrityError as exc:
+            if damaged is None:
+                raise
+            damaged.append(exc)
     return found
 
 

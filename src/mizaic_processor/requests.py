@@ -520,9 +520,10 @@ class RequestDesk:
     ) -> Iterator[DeliveryInfo]:
         """Every notification not yet delivered (of every controller, or of one), with
         its attempts and last error code. A controller whose keys this processor cannot
-        unwrap is skipped (and logged), as by the pump. Listing every controller, one
-        whose outbox fails (a damaged entry, its container) is skipped too: the others
-        are listed, and then its error is raised.
+        unwrap is skipped (and logged), as by the pump. An entry that fails verification,
+        or (listing every controller) a controller whose outbox cannot be read, does not
+        hide the rest: everything else is listed, and then one such error is raised (an
+        ``IntegrityError`` before any other).
 
         :raises AccessDeniedError: unless the actor is a ``processor_operator``.
         :raises NotFoundError: if ``controller_id`` is given and not registered.
@@ -537,7 +538,7 @@ class RequestDesk:
         for controller in controllers:
             try:
                 scope = self._p.tenant(controller.controller_id, actor=actor)
-                found = pending(docs_of(scope), controller.controller_id)
+                found = pending(docs_of(scope), controller.controller_id, failures)
             except KeyManagementError:
                 if controller_id is not None:
                     raise
@@ -551,7 +552,7 @@ class RequestDesk:
                 continue
             yield from found
         if failures:
-            raise failures[0]
+            raise _most_serious(failures)
 
     def send_reminders(
         self, as_of: dt.date | None = None, *, within_days: int = 7, actor: Actor | None = None
@@ -587,8 +588,8 @@ class RequestDesk:
         for controller in self._p.list_controllers():
             queued += self._remind_controller(controller.controller_id, actor, day,
                                               within_days, failures)
-        if failures:  # a sign of tampering outranks a passing storage failure
-            raise next((f for f in failures if isinstance(f, IntegrityError)), failures[0])
+        if failures:
+            raise _most_serious(failures)
         return queued
 
     def _remind_controller(
@@ -763,3 +764,8 @@ def _seq(values: object) -> object:
         raise InvalidInputError("categories must be a sequence of category codes")
     return builtins.list(values)
 
+
+def _most_serious(failures: list[MizaicError]) -> MizaicError:
+    """The error to raise after a run that went on past failures: a sign of tampering
+    outranks a passing storage failure."""
+    return next((f for f in failures if isinstance(f, IntegrityError)), failures[0])

@@ -381,6 +381,12 @@ def test_a_damaged_outbox_entry_does_not_hold_back_the_controllers_other_deliver
     doc["public"]["attempts"] = "many"
     container.upload_blob(outbox[0], json.dumps(doc).encode(), overwrite=True)
     try:
+        listed = []  # the listing shows the rest, then raises (it used to show nothing)
+        with pytest.raises(IntegrityError):
+            for info in proc.requests.list_pending_deliveries(actor=OPERATOR,
+                                                              controller_id=cid):
+                listed.append(info)
+        assert [d.event for d in listed].count("request.received") == 1
         clock.advance(hours=1)
         report = proc.requests.deliver_pending()
         assert report.failed >= 1
