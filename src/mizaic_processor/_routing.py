@@ -170,30 +170,32 @@ def pending_ids(docs: ControllerDocs) -> list[str]:
 
 
 def pending(
-    docs: ControllerDocs, controller_id: str, damaged: list[MizaicError] | None = None
+    docs: ControllerDocs, controller_id: str, damaged: list[MizaicError]
 ) -> list[DeliveryInfo]:
-    """The controller's undelivered notifications. With ``damaged``, an entry that
-    fails verification is added there and the others are still listed."""
+    """The controller's undelivered notifications; an entry that fails verification is
+    added to ``damaged`` instead, and the others are still listed."""
     found = []
     for name in docs.names(OUTBOX_PREFIX):
         try:
-            try:
-                public = docs.get(name, what="delivery").public
-                found.append(DeliveryInfo(
-                    controller_id=controller_id, delivery_id=public["delivery_id"],
-                    event=public["event"], attempts=public["attempts"],
-                    next_attempt_at=dt.datetime.fromisoformat(public["next_attempt_at"]),
-                    last_error=public["last_error"],
-                ))
-            except NotFoundError:
-                continue
-            except (KeyError, TypeError, ValueError):
-                raise _integrity() from None
+            found.append(_info(docs, name, controller_id))
+        except NotFoundError:  # delivered meanwhile
+            continue
         except IntegrityError as exc:
-            if damaged is None:
-                raise
             damaged.append(exc)
     return found
+
+
+def _info(docs: ControllerDocs, name: str, controller_id: str) -> DeliveryInfo:
+    public = docs.get(name, what="delivery").public
+    try:
+        return DeliveryInfo(
+            controller_id=controller_id, delivery_id=public["delivery_id"],
+            event=public["event"], attempts=public["attempts"],
+            next_attempt_at=dt.datetime.fromisoformat(public["next_attempt_at"]),
+            last_error=public["last_error"],
+        )
+    except (KeyError, TypeError, ValueError):
+        raise _integrity() from None
 
 
 def _backoff(attempts: int) -> dt.timedelta:

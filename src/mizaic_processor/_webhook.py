@@ -220,10 +220,9 @@ class _Deadline:
     def __init__(self, seconds: float) -> None:
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._over = threading.Event()
         self._done = threading.Event()
         self._seconds = seconds
-        self._ends = time.monotonic() + seconds
+        self._ends = 0.0  # set when the attempt starts (__enter__)
 
     def track(self, make: Any) -> Any:
         def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
@@ -264,13 +263,12 @@ class _Deadline:
 
     @property
     def passed(self) -> bool:
-        # by the clock too: a read's own timeout can fire just before the watcher does
-        return self._over.is_set() or time.monotonic() >= self._ends
+        # by the clock, not by the watcher: a read's own timeout can fire just before it
+        return time.monotonic() >= self._ends
 
     def _watch(self) -> None:
         if self._done.wait(self._seconds):
             return
-        self._over.set()
         while True:  # a socket may still be connecting: keep shutting down until done
             with self._lock:
                 if self._done.is_set():
@@ -335,11 +333,12 @@ def post(
         try:
             status = _answer(opener, request, timeout)
         except WebhookFailed:
-            if limit.passed:
-                raise WebhookFailed("timeout") from None
-            raise
-        if limit.passed:  # a socket shut at the deadline can look like a complete answer
-            raise WebhookFailed("timeout")
+            if not limit.passed:
+                raise
+        # past the deadline it is a timeout, whatever failed, and even if what was read
+        # before the socket was shut parses as a complete answer
+        if limit.passed:
+            raise WebhookFailed("timeout") from None
     return status
 
 

@@ -562,8 +562,6 @@ class RequestDesk:
         At most one reminder per request and day (repeating a run sends nothing new).
         Requests whose clock is paused are not reminded.
 
-        :param as_of: the day to evaluate (today in the UK by default).
-        :param within_days: how many days ahead counts as due soon.
         Each reminder is queued and tried at once; once a controller's webhook times out
         or cannot be reached, its further reminders are only queued (the pump sends them).
         A controller whose keys cannot be unwrapped is skipped (and logged). Any other
@@ -572,6 +570,8 @@ class RequestDesk:
         and then one such error is raised (an ``IntegrityError`` before any other). A
         repeated run sends nothing twice.
 
+        :param as_of: the day to evaluate (today in the UK by default).
+        :param within_days: how many days ahead counts as due soon.
         :returns: how many reminders were queued.
         :raises InvalidInputError: if ``as_of`` or ``within_days`` is malformed.
         :raises AccessDeniedError: if ``actor`` is given and is not a ``processor_operator``.

@@ -15,24 +15,16 @@ def describe_validation_error(exc: ValidationError) -> str:
         # (field names, nested JSON keys), which can be clinical.
         loc = str(err["loc"][0]) if err["loc"] else "input"
         kind = str(err.get("type", "invalid"))
+        cause = (err.get("ctx") or {}).get("error")
         if kind == "extra_forbidden":
             # the location of an unexpected field is the caller's own key (a contact
             # details form passed through whole, say), which can be anything
-            part = "unexpected field"
-            if part not in parts:
-                parts.append(part)
-            continue
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, InvalidInputError):
+            parts.append("unexpected field")
+        elif isinstance(cause, InvalidInputError):
             # a nested model's own validation: its message already names fields only
             detail = str(cause).removeprefix("invalid input: ")
-            part = detail if not err["loc"] else f"{loc}: {detail}"
-            if part not in parts:
-                parts.append(part)
-            continue
-        if kind == "value_error":
-            kind = "invalid value"
-        part = f"{loc}: {kind.replace('_', ' ')}"
-        if part not in parts:
-            parts.append(part)
-    return "invalid input: " + "; ".join(parts)
+            parts.append(detail if not err["loc"] else f"{loc}: {detail}")
+        else:
+            kind = "invalid value" if kind == "value_error" else kind.replace("_", " ")
+            parts.append(f"{loc}: {kind}")
+    return "invalid input: " + "; ".join(dict.fromkeys(parts))
