@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mizaic_processor._azure.queue import QueueService
+from mizaic_processor._azure.queue import QueueService, QueueUnreachableError
 from mizaic_processor._core import ids
 from mizaic_processor._docs import ControllerDocs
 from mizaic_processor._request_models import DeliveryInfo, QueueRoute, RouteInfo, WebhookRoute
@@ -302,6 +302,8 @@ class Deliverer:
                 self.audited(op, entity, send)
         except WebhookFailed as exc:
             raise _Failed(exc.code) from None
+        except QueueUnreachableError:
+            raise _Failed("unreachable") from None
         except NotFoundError:
             raise _Failed("queue-not-found") from None
         except MizaicError as exc:

@@ -213,8 +213,10 @@ class _Deadline:
     The watcher holds a duplicate of each socket the attempt connects: the same TCP
     connection, but its own descriptor, so it can still be shut down while TLS has
     detached the original (the handshake) and after ``http.client`` has let go of it (the
-    body), and no ``SSLSocket`` is touched from another thread. A connect attempt is given
-    at most the time left; name resolution cannot be interrupted.
+    body), and no ``SSLSocket`` is touched from another thread. Name resolution runs in a
+    helper thread that the attempt waits for at most the time left (a resolver cannot be
+    interrupted; a stuck one is abandoned, and ends with its own timeout), and each
+    address is then given at most the time left to connect.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -227,16 +229,10 @@ class _Deadline:
     def track(self, make: Any) -> Any:
         def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
             made: http.client.HTTPConnection = make(*args, **kwargs)
-            create = made._create_connection  # type: ignore[attr-defined]
 
             def create_connection(address: Any, timeout: Any = None, *rest: Any) -> socket.socket:
-                left = self._ends - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("webhook deadline")
                 each = timeout if isinstance(timeout, int | float) else None
-                sock: socket.socket = create(
-                    address, left if each is None or each > left else each, *rest
-                )
+                sock = self._connect(address, each, rest)
                 sock.settimeout(each)  # the connect had at most the time left
                 with self._lock:
                     if self._done.is_set():
@@ -247,6 +243,35 @@ class _Deadline:
             made._create_connection = create_connection  # type: ignore[attr-defined]
             return made
         return connection
+
+    def _left(self) -> float:
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("webhook deadline")
+        return left
+
+    def _connect(self, address: Any, each: float | None, rest: tuple[Any, ...]
+                 ) -> socket.socket:
+        """``socket.create_connection``, with the name resolved within the time left and
+        each address then given at most the time left to connect. The resolved address
+        is connected to as it is (an IPv6 scope id included)."""
+        source = rest[0] if rest else None
+        failure: OSError = OSError("no address to connect to")
+        for family, kind, proto, _name, sockaddr in _resolve(address[0], address[1],
+                                                             self._left()):
+            left = self._left()
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(left if each is None or each > left else each)
+                if source:
+                    sock.bind(source)
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+                continue
+            return sock
+        raise failure
 
     def __enter__(self) -> _Deadline:
         self._ends = time.monotonic() + self._seconds
@@ -278,6 +303,38 @@ class _Deadline:
                         sock.shutdown(socket.SHUT_RDWR)
             if self._done.wait(0.2):
                 return
+
+
+def _resolve(host: str, port: int, seconds: float) -> list[Any]:
+    """``socket.getaddrinfo`` for a TCP connection, waited for at most ``seconds``.
+
+    :raises TimeoutError: if the resolver has not answered by then (its thread is left
+        to finish on its own).
+    :raises OSError: if the name does not resolve.
+    """
+    found: list[Any] = []
+    answered = threading.Event()
+
+    def run() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+        except BaseException:  # anything else, e.g. a name IDNA cannot encode
+            found.append(OSError("the webhook host name does not resolve"))
+        finally:
+            answered.set()
+
+    try:
+        threading.Thread(target=run, name="mizaic-webhook-resolve", daemon=True).start()
+    except RuntimeError:  # no thread to be had
+        raise OSError("cannot resolve the webhook host now") from None
+    if not answered.wait(seconds):
+        raise TimeoutError("webhook deadline")
+    if not found or isinstance(found[0], OSError):
+        raise found[0] if found else OSError("the webhook host name does not resolve")
+    result: list[Any] = found[0]
+    return result
 
 
 class _Tracking(urllib.request.AbstractHTTPHandler):

@@ -483,9 +483,11 @@ class RequestDesk:
         waits (30 s, doubling to 1 h) and is retried on a later run, never dropped. Once
         a controller's endpoint times out or cannot be reached, its other notifications
         wait for the next run, so a down or slow webhook (each attempt has a 30 s deadline,
-        name resolution aside) delays the other controllers by one attempt per run, not
-        one per notification. An endpoint that answers with an error, and a queue route,
-        are tried for each notification.
+        name resolution included) delays the other controllers by one attempt per run, not
+        one per notification. The same holds for a queue route whose Queue service does
+        not answer (an attempt then takes the Queue SDK's timeouts and retries, about 40 s
+        at worst). An endpoint that answers with an error, and a missing queue, are tried
+        for each notification.
 
         :param actor: a ``processor_operator``; the library's delivery actor by default.
         :raises AccessDeniedError: if ``actor`` is given and is not a ``processor_operator``.
@@ -563,7 +565,8 @@ class RequestDesk:
         Requests whose clock is paused are not reminded.
 
         Each reminder is queued and tried at once; once a controller's webhook times out
-        or cannot be reached, its further reminders are only queued (the pump sends them).
+        or cannot be reached, or its Queue service does not answer, its further reminders
+        are only queued (the pump sends them).
         A controller whose keys cannot be unwrapped is skipped (and logged). Any other
         failure with one controller or one request (a damaged request document, its
         container failing) does not stop the rest: every other reminder is queued first,
@@ -600,7 +603,7 @@ class RequestDesk:
         ``failures`` (the run goes on); a controller whose keys cannot be unwrapped is
         skipped."""
         queued = 0
-        down = False  # its webhook did not answer: the rest are only queued
+        down = False  # its endpoint did not answer: the rest are only queued
         try:
             scope = self._p.tenant(controller_id, actor=actor)
             docs = docs_of(scope)

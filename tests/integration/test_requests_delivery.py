@@ -8,6 +8,7 @@ HTTP receiver: exactly once per delivery id, whatever fails first, and signed.""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -255,6 +256,50 @@ def test_a_failing_endpoint_costs_each_pump_run_one_attempt_not_one_per_notifica
 
     assert sum(attempts()) == sum(before) + 1  # one attempt in this run, the others wait
     assert [p.status for p in receiver.posts] == [500, 204]  # the other controller's went
+
+
+def test_a_queue_service_that_does_not_answer_costs_each_pump_run_one_attempt(
+    proc: Processor, azurite: AzuriteServer, keyring: LocalKeyring, clock: Clock,
+    queues: QueueServiceClient,
+) -> None:
+    # Before, a queue route's failures never counted as "down": with the Queue service
+    # not answering, the pump waited out the SDK's retries once per notification.
+    cid = new_controller(proc)
+    queues.create_queue(f"q{cid}")
+    proc.requests.set_route(cid, QueueRoute(queue_name=f"q{cid}"), actor=OPERATOR)
+    with socket.socket() as closed:  # a port that refuses connections once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    dead_queues = re.sub(r"QueueEndpoint=[^;]*;",
+                         f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
+                         azurite.connection_string)
+    assert dead_queues != azurite.connection_string
+    with Processor.from_connection_string(
+        dead_queues, region="uksouth", keyring=keyring, retry_total=1, retry_backoff=0.1,
+        clock=clock,
+    ) as cut_off:
+        for _ in range(2):
+            receipt = cut_off.requests.receive(**request_args(cid, clock))  # type: ignore[arg-type]
+            assert not receipt.delivered
+
+        def pending() -> list[DeliveryInfo]:  # its audit checkpoints wait there too
+            return list(cut_off.requests.list_pending_deliveries(actor=OPERATOR,
+                                                                  controller_id=cid))
+
+        before = pending()
+        assert [(d.attempts, d.last_error) for d in before
+                if d.event.startswith("request.")] == [(1, "unreachable")] * 2
+        clock.advance(hours=1)
+        cut_off.requests.deliver_pending()
+        # one attempt in this run, whichever entry sorts first; the others wait
+        assert sum(d.attempts for d in pending()) == sum(d.attempts for d in before) + 1
+    clock.advance(hours=1)
+    proc.requests.deliver_pending()  # the Queue service answers again: both arrive
+    assert [d for d in proc.requests.list_pending_deliveries(actor=OPERATOR, controller_id=cid)
+            if d.event.startswith("request.")] == []
+    sent = [json.loads(m.content)["type"]
+            for m in queues.get_queue_client(f"q{cid}").peek_messages(max_messages=32)]
+    assert [t for t in sent if t != "audit.checkpoint"] == ["request.received"] * 2
 
 
 def test_routes_refuse_plain_http_to_other_hosts_and_other_roles(

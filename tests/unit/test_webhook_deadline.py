@@ -71,3 +71,105 @@ def test_an_endpoint_that_trickles_or_stalls_is_cut_off_at_the_deadline(
     assert failed.value.code == "timeout"
     # each read waits under 1 s (or, silent, 5 s); the whole answer would take 15 s
     assert time.monotonic() - started < 4.0
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+    """``socket.getaddrinfo`` with made-up names: ``stuck.example`` takes 8 s to answer,
+    ``many.example`` resolves to several addresses (set by the test); others as usual."""
+    real = socket.getaddrinfo
+    names: dict[str, object] = {}
+    release = threading.Event()
+    for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                  "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # the names must be resolved right here
+
+    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> object:
+        if host == "stuck.example":
+            release.wait(8)
+            raise socket.gaierror(socket.EAI_AGAIN, "temporary failure")
+        if host in names:
+            return names[host]
+        return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield names
+    release.set()
+
+
+def test_a_name_that_takes_too_long_to_resolve_is_a_timeout_at_the_deadline(
+    resolver: dict[str, object],
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(WebhookFailed) as failed:
+        post("https://stuck.example/hook", b"{}", secret="s", delivery_id="d1",
+             event="request.received", timestamp=1, timeout=5.0, deadline=1.5)
+    assert failed.value.code == "timeout"
+    assert time.monotonic() - started < 3.0  # the resolver answers only after 8 s
+
+
+def test_each_address_of_a_name_is_tried_in_turn(resolver: dict[str, object]) -> None:
+    # The attempt resolves the name itself now (to bound the wait): a name with several
+    # addresses, IPv4 and IPv6, must still be connected to at the first that accepts, and
+    # at the address exactly as resolved.
+    with socket.socket() as first, socket.socket(socket.AF_INET6) as second, \
+            socket.socket(socket.AF_INET6) as good:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("::1", 0))
+        good.bind(("::1", 0))
+        good.listen(4)
+        resolver["many.example"] = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", first.getsockname()),
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", second.getsockname()),
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", good.getsockname()),
+        ]
+        reached: list[bytes] = []
+
+        def accept() -> None:
+            good.settimeout(5)
+            conn, _ = good.accept()
+            with conn:
+                conn.settimeout(5)
+                reached.append(conn.recv(5))  # the start of a TLS ClientHello
+            # and closes: the handshake fails
+
+        worker = threading.Thread(target=accept, daemon=True)
+        worker.start()
+        with pytest.raises(WebhookFailed) as failed:
+            post("https://many.example:8443/hook", b"{}", secret="s", delivery_id="d1",
+                 event="request.received", timestamp=1, timeout=5.0, deadline=5.0)
+        worker.join(5)
+    assert failed.value.code == "unreachable"  # the TLS handshake, not the connect
+    assert len(reached) == 1 and reached[0][:1] == b"\x16"  # a TLS handshake record
+
+
+def test_addresses_that_do_not_answer_share_one_deadline(
+    resolver: dict[str, object],
+) -> None:
+    # A listening socket whose queue is full drops further connection attempts: each
+    # connect hangs. Before, each of a name's addresses had the time left at the start
+    # (here 1.5 s each, 4.5 s for three); now they share it.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        address = full.getsockname()
+        fillers = []
+        try:
+            for _ in range(4):  # fill the accept queue (never accepted)
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(address)
+                fillers.append(filler)
+            time.sleep(0.2)
+            resolver["many.example"] = [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", address)] * 3
+            started = time.monotonic()
+            with pytest.raises(WebhookFailed) as failed:
+                post("https://many.example/hook", b"{}", secret="s", delivery_id="d1",
+                     event="request.received", timestamp=1, timeout=5.0, deadline=1.5)
+            took = time.monotonic() - started
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert failed.value.code == "timeout"
+    assert took < 2.5

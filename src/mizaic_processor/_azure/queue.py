@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
 from mizaic_processor._azure.blob import translate
 from mizaic_processor.errors import ConfigurationError, StorageError
 
-__all__ = ["QueueService", "queue_endpoint"]
+__all__ = ["QueueService", "QueueUnreachableError", "queue_endpoint"]
 
 # A notification must not expire before the controller reads it (the default is 7 days).
 _NEVER_EXPIRES = -1
@@ -38,6 +43,13 @@ def queue_endpoint(blob_url: str) -> str:
             "cannot derive the Queue endpoint from a non-standard Blob endpoint"
         )
     return f"{parts.scheme}://{account}.queue.{rest[len('blob.'):]}"
+
+
+class QueueUnreachableError(StorageError):
+    """The Queue service did not answer at all (no connection, or no reply in time),
+    after the SDK's retries; also what the SDK reports the same way, such as a TLS
+    certificate it refuses. Internal: the delivery pump then treats the route as down
+    for the rest of its run, as it does a webhook that does not answer."""
 
 
 class QueueService:
@@ -124,11 +136,14 @@ class QueueService:
         """Put one message (text, never expiring) on the existing queue ``name``.
 
         :raises NotFoundError: if the queue does not exist.
+        :raises QueueUnreachableError: if the service did not answer (a ``StorageError``).
         :raises StorageError: on other failures.
         """
         try:
             self._client.get_queue_client(name).send_message(
                 text, time_to_live=_NEVER_EXPIRES
             )
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise QueueUnreachableError("Azure Queue Storage is unreachable") from exc
         except AzureError as exc:
             raise translate(exc, "queue") from exc
