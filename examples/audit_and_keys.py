@@ -20,7 +20,10 @@ What it shows:
    (recomputing every hash) is caught only by a checkpoint held outside storage.
 5. On a fresh controller: rotate the controller key and the blind-index key, retire the old
    versions once the key cache lifetime has passed (the clock is injected), then rotate the
-   KEK, and read every record back at each step, in this process and in a new one.
+   KEK, and read every record back at each step, in this process and in a new one; then
+   check that every patient is still found by NHS number (``verify_index``).
+6. Someone deletes a patient's blind-index entry: the patient reads as unknown until
+   ``verify_index`` puts the entry back.
 
 The patients are made up (943 476 5919 and 401 023 2137 are test NHS numbers).
 Exit status: 0 when every check passes, 1 when one fails, 2 without the environment.
@@ -379,6 +382,34 @@ def rotation_walkthrough(
     ) as fresh:
         read_everything(fresh.tenant(cid, actor=SERVICE), expected,
                         "in a new process with empty key caches")
+        sound = fresh.tenant(cid, actor=ADMIN).keys.verify_index()
+        print(f"verify_index() after the retirement: {sound.examined} subject keys, "
+              f"{sound.restored} index entries put back, {len(sound.split)} split")
+        check(sound.restored == 0 and not sound.split, "every subject found by its number")
+        lose_an_index_entry(connection_string, fresh.get_controller(cid).container)
+
+    heading("6. A lost blind-index entry, found and put back")
+    with Processor.from_connection_string(
+        connection_string, region=region, keyring=keyring, clock=clock
+    ) as fresh:
+        edms = fresh.tenant(cid, actor=SERVICE)
+        hidden = [p for p in (PATIENT, OTHER_PATIENT) if not edms.subject_exists(p)]
+        print(f"A new process finds {2 - len(hidden)} of the 2 patients by NHS number.")
+        check(len(hidden) == 1, "the patient whose entry was deleted reads as unknown")
+        found = fresh.tenant(cid, actor=ADMIN).keys.verify_index()
+        print(f"verify_index(): {found.examined} subject keys, {found.restored} index entry "
+              f"put back, {len(found.split)} split (the controller gets the integrity notice)")
+        check(found.restored == 1 and not found.split, "the lost entry put back")
+        read_everything(edms, expected, "after the index check")
+
+
+def lose_an_index_entry(connection_string: str, container: str) -> None:
+    """Delete one patient's blind-index entry directly in Blob Storage (as a mistaken clean-up
+    or someone with write access to the container could)."""
+    with BlobServiceClient.from_connection_string(connection_string) as service:
+        raw = service.get_container_client(container)
+        raw.delete_blob(next(iter(raw.list_blob_names(name_starts_with="index/"))))
+    print("Deleted one patient's index entry (index/<blind index>) directly in Blob Storage.")
 
 
 def read_everything(scope: ControllerScope, expected: Expected, when: str) -> None:

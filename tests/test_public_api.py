@@ -14,7 +14,7 @@ EXPECTED = {
     "ContentReader", "Controller", "ControllerRequests", "ControllerScope", "DeliveryInfo",
     "DeliveryReport", "DestructionEvidence", "DestructionReport", "Disclosure",
     "ErasureReport", "ExportSummary", "Fulfilment", "Hold", "HoldError", "HospitalNumber",
-    "Instruction", "IntegrityError", "InvalidInputError", "KeyManagementError",
+    "IndexReport", "Instruction", "IntegrityError", "InvalidInputError", "KeyManagementError",
     "KeyRotation", "KeyVaultKeyring", "Keyring", "LocalKeyring", "MizaicError", "NHSNumber",
     "NewRecord", "PartialFailureError",
     "NotFoundError", "Processor", "QueueRoute", "Receipt", "Record", "RecordRef",

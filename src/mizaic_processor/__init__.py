@@ -30,7 +30,7 @@ from mizaic_processor.errors import (
     StorageError,
 )
 from mizaic_processor.keyring import Keyring, LocalKeyring, WrappedKey
-from mizaic_processor.keys import KeyRotation, RotationReport
+from mizaic_processor.keys import IndexReport, KeyRotation, RotationReport
 from mizaic_processor.models import (
     Actor,
     ContentInfo,
@@ -111,6 +111,7 @@ __all__ = [
     "Hold",
     "HoldError",
     "HospitalNumber",
+    "IndexReport",
     "Instruction",
     "IntegrityError",
     "InvalidInputError",

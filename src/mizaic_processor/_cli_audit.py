@@ -34,6 +34,13 @@ def register(groups: Any) -> None:
     rotate.add_argument("--retire", action="store_true",
                         help="finish the rotation: destroy the old version(s)")
     rotate.set_defaults(handler=_rotate)
+    check = key_commands.add_parser(
+        "verify-index",
+        help="check every subject with records is found by its identifier; put back lost "
+        "index entries (exit status 1 if anything was found)",
+    )
+    add_json_flag(check)
+    check.set_defaults(handler=_verify_index)
 
 
 def _verify(args: argparse.Namespace, ctx: Context) -> int:
@@ -89,3 +96,22 @@ def _rotate(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         bar.close()
     return 0
+
+
+def _verify_index(args: argparse.Namespace, ctx: Context) -> int:
+    bar = ProgressBar("verify index", ctx.err)
+    try:
+        report = ctx.scope().keys.verify_index(progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json")), file=ctx.out)
+    else:
+        print(f"{report.examined} subject keys examined ({report.without_records} without "
+              f"records): {report.restored} index entries put back, {len(report.split)} "
+              f"split subjects, {len(report.damaged)} damaged", file=ctx.out)
+        for skid in report.split:
+            print(f"  split: subject key {skid}", file=ctx.out)
+        for skid in report.damaged:
+            print(f"  damaged: subject key {skid}", file=ctx.out)
+    return 1 if report.restored or report.split or report.damaged else 0

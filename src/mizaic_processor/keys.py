@@ -14,6 +14,9 @@ passes handle key material and pseudonymous ids, never show patient data).
 - :meth:`KeyRotation.rotate_index_key`: a new blind-index key; a resumable pass
   re-indexes every subject (lookups try both keys meanwhile), then
   :meth:`KeyRotation.retire_old_index_keys` destroys the old one.
+- :meth:`KeyRotation.verify_index`: a pass that checks every subject with records is
+  still found through the blind index, puts back an entry storage lost, and reports a
+  subject whose records are divided between two keys.
 
 Retiring waits until every process has seen the new version: at least the longest key
 cache lifetime any process may configure (one hour) after the rotation, since a process
@@ -23,21 +26,28 @@ expires.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from mizaic_processor._core import record_doc
 from mizaic_processor._keystore import INDEX_PREFIX, SUBJECT_PREFIX
 from mizaic_processor._progress import Progress, check_progress, no_progress
-from mizaic_processor.errors import ConflictError, KeyManagementError, NotFoundError
-from mizaic_processor.models import Role, subject_from
+from mizaic_processor.errors import (
+    ConflictError,
+    IntegrityError,
+    KeyManagementError,
+    NotFoundError,
+)
+from mizaic_processor.models import Role, SubjectId, subject_from
 
 if TYPE_CHECKING:
     from mizaic_processor._scope import ControllerScope
 
-__all__ = ["KeyRotation", "RotationReport"]
+__all__ = ["IndexReport", "KeyRotation", "RotationReport"]
 
 _ROTATORS = frozenset({Role.CONTROLLER_ADMIN, Role.PROCESSOR_OPERATOR})
 MAX_KEY_CACHE_TTL = 3600.0  # the largest key_cache_ttl a Processor accepts
@@ -54,8 +64,35 @@ class RotationReport(BaseModel):
     skipped: int = 0
 
 
+class IndexReport(BaseModel):
+    """What :meth:`KeyRotation.verify_index` found.
+
+    :ivar examined: subject keys examined.
+    :ivar restored: index entries put back for subject keys whose entry storage had lost.
+    :ivar split: subject key ids (pseudonymous) whose subject's index entry names another
+        live key: the subject's records are divided between two keys, and only the other
+        key's are found, exported or erased through the subject's identifier.
+    :ivar damaged: subject key ids whose record or index entry failed verification
+        (the pass went on past them; see the automatic integrity notice).
+    :ivar without_records: subject keys with no record, which have nothing to find (a
+        subject being created, or one whose records were all destroyed).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    examined: int
+    restored: int
+    split: tuple[str, ...] = ()
+    damaged: tuple[str, ...] = ()
+    without_records: int = 0
+
+
+_IndexState = Literal["ok", "missing", "split"]
+
+
 class KeyRotation:
-    """Rotation of one controller's keys. Every step is audited."""
+    """Rotation of one controller's keys, and the check of its blind index. Every
+    rotation step is audited."""
 
     def __init__(self, scope: ControllerScope) -> None:
         self._scope = scope
@@ -241,17 +278,23 @@ class KeyRotation:
                               skipped=skipped)
 
     def _subject_meta(self, skid: str) -> dict[str, str] | None:
+        for name in self._scope._container.list_names(f"records/{skid}/"):
+            found = self._subject_of("r" + skid + name.split("/")[2])
+            if found is not None:
+                return found
+        return None
+
+    def _subject_of(self, record_id: str) -> dict[str, str] | None:
+        """The subject a record's sealed meta names (verified), read in memory only."""
         scope = self._scope
-        for name in scope._container.list_names(f"records/{skid}/"):
-            record_id = "r" + skid + name.split("/")[2]
-            key, doc, _ = scope._load(record_id, for_admin=True)
-            meta = record_doc.decrypt_meta(
-                scope._record_keys(key, record_id), doc, controller_id=scope.controller_id,
-                record_id=record_id,
-            )
-            subject = meta.get("subject")
-            if isinstance(subject, dict):
-                return {"kind": str(subject["kind"]), "value": str(subject["value"])}
+        key, doc, _ = scope._load(record_id, for_admin=True)
+        meta = record_doc.decrypt_meta(
+            scope._record_keys(key, record_id), doc, controller_id=scope.controller_id,
+            record_id=record_id,
+        )
+        subject = meta.get("subject")
+        if isinstance(subject, dict):
+            return {"kind": str(subject["kind"]), "value": str(subject["value"])}
         return None
 
     def retire_old_index_keys(self, *, progress: Progress = no_progress) -> list[int]:
@@ -290,3 +333,169 @@ class KeyRotation:
             "key.retire_index_keys", "D", f"controller:{scope.controller_id}", retire,
             write=True,
         )
+
+    def verify_index(self, *, progress: Progress = no_progress) -> IndexReport:
+        """Check that every subject with records is found through the blind index.
+
+        Storage can lose an index entry (``index/<blind index>``), by tampering or by an
+        operator's mistake. The subject then reads as unknown: its records are not
+        listed, exported or erased through its identifier, and the next record for it
+        would get a second key. This pass reads one sealed record per subject key (in
+        memory; nothing identifying is written or returned) and looks the subject up as
+        a lookup does (newest index key version first; an entry naming an erased key is
+        dropped):
+
+        - the first live entry names this key: nothing to do;
+        - there is none: the entry is put back under the current index key (an audited
+          ``subject.index_restore``), unless the key was erased meanwhile;
+        - it names another live key: the subject is **split**, recorded as a
+          ``subject.index_split`` event. Both keys stay; the report lists this key's id,
+          for the controller to instruct what to do with the records only this key opens
+          (see the blind-index docs);
+        - the record or an entry fails verification: the key is listed as ``damaged``
+          and the pass goes on.
+
+        The first finding sends the controller the automatic integrity notice. Resumable:
+        run it again after an interruption, and what was put back stays put back. It
+        lists the subject keys and the records once each, in name order, so memory stays
+        bounded however many there are; progress is reported as ``progress(done, None)``.
+
+        :raises AccessDeniedError: for a ``service`` actor.
+        :raises InvalidInputError: if ``progress`` is not callable.
+        :raises StorageError: if storage fails.
+        """
+        progress = check_progress(progress)
+        self._authorise("verify the index")
+        scope = self._scope
+        scope._emit("key.verify_index", "E", f"controller:{scope.controller_id}")[1].wait()
+        version = scope._keys.state().index_current  # every version held now, too
+        counts = {"restored": 0, "without": 0}
+        split: list[str] = []
+        damaged: list[str] = []
+        examined = 0
+        for skid, record_id in self._first_records():
+            examined += 1
+            try:
+                outcome = self._check(skid, record_id, version)
+            except IntegrityError:
+                damaged.append(skid)
+                self._found()
+            else:
+                if outcome == "split":
+                    split.append(skid)
+                    scope._emit("subject.index_split", "E", f"subject:{skid}")[1].wait()
+                elif outcome != "ok":
+                    counts[outcome] += 1
+                if outcome in ("split", "restored"):
+                    self._found()
+            progress(examined, None)
+        return IndexReport(examined=examined, restored=counts["restored"], split=tuple(split),
+                           damaged=tuple(damaged), without_records=counts["without"])
+
+    def _check(self, skid: str, record_id: str | None, version: int
+               ) -> Literal["ok", "restored", "split", "without"]:
+        """Check one subject key (see :meth:`verify_index`).
+
+        :raises IntegrityError: if its record or an index entry fails verification.
+        """
+        found = None if record_id is None else self._found_subject(skid, record_id)
+        if found is None:
+            return "without"
+        state = self._index_state(found, skid)
+        if state == "missing":
+            state, put_back = self._restore(found, skid, version)
+            if put_back:
+                return "restored"
+        return "without" if state == "missing" else state  # missing: erased meanwhile
+
+    def _found(self) -> None:
+        """Something is wrong with the index: the controller is told (the notice is
+        sent once per controller per hour per process, so calling this again is cheap)."""
+        self._scope._integrity_alarm(self._scope.controller_id, "key.verify_index")
+
+    def _first_records(self) -> Iterator[tuple[str, str | None]]:
+        """Each subject key id, with the id of its first record (``None`` if it has
+        none). Both listings are in name order, so one pass over each suffices."""
+        container = self._scope._container
+        records = container.list_names("records/")
+        pending = next(records, None)
+        for name in container.list_names(SUBJECT_PREFIX):
+            skid = name.removeprefix(SUBJECT_PREFIX)
+            first = None
+            while pending is not None:
+                parts = pending.split("/")
+                if len(parts) != 3 or parts[1] < skid:
+                    pending = next(records, None)
+                    continue
+                if parts[1] == skid:
+                    first = "r" + skid + parts[2]
+                break
+            yield skid, first
+
+    def _found_subject(self, skid: str, record_id: str) -> SubjectId | None:
+        try:
+            meta = self._subject_of(record_id)
+        except NotFoundError:  # destroyed since it was listed: try the others
+            meta = self._subject_meta(skid)
+        return None if meta is None else subject_from(meta["kind"], meta["value"])
+
+    def _index_state(self, subject: SubjectId, skid: str) -> _IndexState:
+        """What a lookup of ``subject`` finds: its first live entry, newest index key
+        version first, naming ``skid`` (``ok``) or another key (``split``), or none
+        (``missing``). An entry naming a key that no longer exists is dropped, as a
+        lookup drops it."""
+        scope = self._scope
+        keys = scope._keys
+        for index in keys.index_names(subject):
+            try:
+                stored = scope._container.get(INDEX_PREFIX + index, what="subject index entry")
+            except NotFoundError:
+                continue
+            named, _version = keys.read_index_entry(index, stored.data)
+            if named == skid:
+                return "ok"
+            if scope._container.exists_blob(SUBJECT_PREFIX + named, what="subject key"):
+                return "split"
+            with contextlib.suppress(ConflictError, NotFoundError):  # changed meanwhile
+                scope._container.delete(INDEX_PREFIX + index, etag=stored.etag,
+                                        what="subject index entry")
+        return "missing"
+
+    def _restore(self, subject: SubjectId, skid: str, version: int
+                 ) -> tuple[_IndexState, bool]:
+        """Put back the subject's entry under index key ``version``, naming ``skid``.
+
+        :returns: the subject's state afterwards, and whether an entry was put back.
+        """
+        scope = self._scope
+        keys = scope._keys
+        index = keys.blind_index(subject, version)
+        key_name = SUBJECT_PREFIX + skid
+
+        def run() -> None:
+            etag = scope._container.put(INDEX_PREFIX + index,
+                                        keys.index_entry(index, skid, version),
+                                        what="subject index entry")
+            if not scope._container.exists_blob(key_name, what="subject key"):
+                # erased while the entry was written: it must not outlive the key (and
+                # the event records a failure: nothing was restored)
+                with contextlib.suppress(ConflictError, NotFoundError):
+                    scope._container.delete(INDEX_PREFIX + index, etag=etag,
+                                            what="subject index entry")
+                raise NotFoundError("the subject key was erased meanwhile")
+
+        for _attempt in range(2):
+            if not scope._container.exists_blob(key_name, what="subject key"):
+                return "missing", False  # erased since it was listed
+            try:
+                scope._audited("subject.index_restore", "C", f"subject:{skid}", run,
+                               write=True)
+            except NotFoundError:
+                return "missing", False
+            except ConflictError:  # an entry was written meanwhile: judge it
+                state = self._index_state(subject, skid)
+                if state != "missing":
+                    return state, False
+                continue
+            return "ok", True
+        return "missing", False

@@ -245,3 +245,20 @@ def test_keys_rotate_commands_and_retire_refusals(trust: Trust) -> None:
     assert steps.count(("key.rotate_controller_key", "success")) == 1
     assert steps.count(("key.rotate_index_key", "success")) == 1
     assert {e.actor for e in events if e.operation.startswith("key.")} == {ADMIN_ID}
+
+
+def test_keys_verify_index_puts_back_a_lost_entry_and_says_so(trust: Trust) -> None:
+    sound = trust.ok("keys", "verify-index")
+    assert sound == ("2 subject keys examined (0 without records): 0 index entries put back, "
+                     "0 split subjects, 0 damaged\n")
+
+    (lost, *_rest) = sorted(trust.raw.list_blob_names(name_starts_with="index/"))
+    trust.raw.delete_blob(lost)
+    found = trust.run("keys", "verify-index", "--json")
+    assert found.returncode == 1, found.stderr  # something was wrong: a script can tell
+    assert json.loads(found.stdout) == {
+        "examined": 2, "restored": 1, "split": [], "damaged": [], "without_records": 0}
+    assert lost in set(trust.raw.list_blob_names(name_starts_with="index/"))
+    trust.read_back()  # every record found by its patient's identifier again
+    assert trust.ok("keys", "verify-index", "--json") == (
+        '{"examined": 2, "restored": 0, "split": [], "damaged": [], "without_records": 0}\n')
