@@ -28,6 +28,7 @@ from mizaic_processor import (
     NHSNumber,
     Processor,
 )
+from mizaic_processor.keys import KeyRotation
 from mizaic_processor.models import SubjectId
 from mizaic_processor.testing import AzuriteServer
 
@@ -252,4 +253,56 @@ def test_entries_under_an_older_index_key_still_count_during_a_rotation(
     report = operator.keys.verify_index()
     assert report == IndexReport(examined=3, restored=0, split=(), without_records=0)
     assert trust.state() == state
+    assert trust.breaches() == 0
+
+
+def test_a_writer_that_wins_the_race_to_the_entry_is_judged_not_overwritten(
+    trust: Trust, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Between finding the entry missing and putting it back, a process that had not
+    # found the subject gives it a new record (and a second key, with its own entry):
+    # the create-only put loses, and the subject is then reported split.
+    lost = PATIENTS[2]
+    old = trust.records_of[lost.value]
+    trust.raw.delete_blob(trust.index_of[lost.value])
+    real = KeyRotation._index_state
+    raced: list[str] = []
+
+    def racing(self: KeyRotation, subject: SubjectId, skid: str) -> str:
+        state = real(self, subject, skid)
+        if state == "missing" and not raced:
+            with trust.fresh() as svc:
+                raced.append(svc.create_record(lost, category="adult", fields={}).record_id)
+        return state
+
+    monkeypatch.setattr(KeyRotation, "_index_state", racing)
+    report = trust.admin.keys.verify_index()
+    assert report.split == (skid_of(old[0]),) and report.restored == 0
+    assert trust.found(lost) == raced  # the winner's entry stands
+    events = [(e.entity, e.outcome) for e in trust.admin.audit.query(actor=ADMIN.id)
+              if e.operation == "subject.index_restore"]
+    assert events == [(f"subject:{skid_of(old[0])}", "success"),
+                      (f"subject:{skid_of(old[0])}", "failure")]
+
+
+def test_a_subject_erased_during_the_check_gets_no_entry_back(
+    trust: Trust, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lost = PATIENTS[1]
+    skid = skid_of(trust.records_of[lost.value][0])
+    trust.raw.delete_blob(trust.index_of[lost.value])
+    real = KeyRotation._index_state
+
+    def erasing(self: KeyRotation, subject: SubjectId, checked: str) -> str:
+        state = real(self, subject, checked)
+        if checked == skid:  # its records and key go, as an erasure removes them
+            for name in trust.names(f"records/{skid}/"):
+                trust.raw.delete_blob(name)
+            trust.raw.delete_blob(f"subjects/{skid}")
+        return state
+
+    monkeypatch.setattr(KeyRotation, "_index_state", erasing)
+    report = trust.admin.keys.verify_index()
+    assert report == IndexReport(examined=3, restored=0, split=(), without_records=1)
+    assert trust.index_of[lost.value] not in trust.names("index/")
     assert trust.breaches() == 0
