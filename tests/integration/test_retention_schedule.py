@@ -389,6 +389,10 @@ def test_recompute_moves_existing_records_to_the_new_instruction(
     assert {record_tags(azurite, admin, r.record_id)["iv"] for r in refs} == {"000002"}
     assert {r.record_id for r in refs} <= due_ids(admin, D(2021, 1, 1))
     assert admin.retention.recompute_due_dates("adult") == 0  # resumable: nothing left
+    # it decrypts each record's dated events: each pass is in the trail, once
+    passes = [e.entity for e in admin.audit.query(actor=admin.actor.id)
+              if e.operation == "retention.recompute"]
+    assert passes == ["retention:adult", "retention:adult"]
 
 
 # -- who may change retention ------------------------------------------------------------
