@@ -275,8 +275,11 @@ class _Deadline:
 
     def __enter__(self) -> _Deadline:
         self._ends = time.monotonic() + self._seconds
-        threading.Thread(target=self._watch, name="mizaic-webhook-deadline",
-                         daemon=True).start()
+        try:
+            threading.Thread(target=self._watch, name="mizaic-webhook-deadline",
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had: no attempt without its deadline
+            raise WebhookFailed("unreachable") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -386,7 +389,11 @@ def post(
         handlers: list[_Tracking] = [_TrackedHTTP(), _TrackedHTTPS()]
         for handler in handlers:
             handler.deadline = limit
-        opener = urllib.request.build_opener(_NoRedirect(), *handlers)
+        # plain http goes only to this machine (check_webhook_url): never through a proxy,
+        # which would carry the notification off the machine unencrypted
+        plain = urllib.parse.urlsplit(url).scheme == "http"
+        proxies = urllib.request.ProxyHandler({} if plain else None)
+        opener = urllib.request.build_opener(_NoRedirect(), proxies, *handlers)
         try:
             status = _answer(opener, request, timeout)
         except WebhookFailed:

@@ -173,3 +173,52 @@ def test_addresses_that_do_not_answer_share_one_deadline(
                 filler.close()
     assert failed.value.code == "timeout"
     assert took < 2.5
+
+
+def test_no_thread_for_the_deadline_is_a_failed_attempt_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        if self.name.startswith("mizaic-webhook"):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(WebhookFailed) as failed:
+        post("http://127.0.0.1:9/hook", b"{}", secret="s", delivery_id="d1",
+             event="request.received", timestamp=1)
+    assert failed.value.code == "unreachable"
+
+
+def test_plain_http_to_this_machine_never_goes_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A proxy would carry the signed notification off the machine unencrypted.
+    stop = threading.Event()
+    with socket.socket() as proxy, socket.socket() as target:
+        for sock in (proxy, target):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(4)
+        proxy_port = proxy.getsockname()[1]
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy_port}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        workers = [threading.Thread(target=_serve, args=(sock, "prompt", stop), daemon=True)
+                   for sock in (target,)]
+        for worker in workers:
+            worker.start()
+        proxy.settimeout(0.5)
+        try:
+            status = post(f"http://127.0.0.1:{target.getsockname()[1]}/hook", b"{}",
+                          secret="s", delivery_id="d1", event="request.received",
+                          timestamp=1, timeout=5.0, deadline=5.0)
+            with pytest.raises(TimeoutError):
+                proxy.accept()[0].close()  # nothing came to the proxy
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(5)
+    assert status == 204
