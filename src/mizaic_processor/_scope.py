@@ -798,12 +798,25 @@ class ControllerScope(BulkOperations, InstructedOperations):
             return iter(())
         if self._keys.subject_key(skid).restricted:
             self._check_restriction()
+        return iter(self._audited(
+            "subject.find", "E", f"subject:{skid}", lambda: self._record_ids(skid),
+            write=False,
+        ))
+
+    def _record_ids(self, skid: str) -> list[str]:
+        """The ids of the records stored under subject key ``skid``.
+
+        :raises IntegrityError: if a name there is none the library writes (a stray
+            blob must not come back as a record id).
+        """
         prefix = f"{RECORD_PREFIX}{skid}/"
-        names = self._audited(
-            "subject.find", "E", f"subject:{skid}",
-            lambda: list(self._container.list_names(prefix)), write=False,
-        )
-        return iter(["r" + skid + name[len(prefix):] for name in names])
+        found = []
+        for name in self._container.list_names(prefix):
+            record_id = ids.record_id_of_name(skid, name[len(prefix):])
+            if record_id is None:
+                raise IntegrityError("stored data failed integrity verification")
+            found.append(record_id)
+        return found
 
     @property
     def keys(self) -> KeyRotation:

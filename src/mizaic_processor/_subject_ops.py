@@ -67,8 +67,7 @@ def _subject_skid(scope: ControllerScope, subject: SubjectId) -> str:
 
 
 def _record_ids(scope: ControllerScope, skid: str) -> list[str]:
-    prefix = f"records/{skid}/"
-    return ["r" + skid + name[len(prefix):] for name in scope._container.list_names(prefix)]
+    return scope._record_ids(skid)
 
 
 def erase_subject(

@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from mizaic_processor._core import record_doc
+from mizaic_processor._core import ids, record_doc
 from mizaic_processor._keystore import INDEX_PREFIX, SUBJECT_PREFIX
 from mizaic_processor._progress import Progress, check_progress, no_progress
 from mizaic_processor.errors import (
     ConflictError,
     IntegrityError,
+    InvalidInputError,
     KeyManagementError,
     NotFoundError,
 )
@@ -62,6 +63,14 @@ class RotationReport(BaseModel):
     examined: int
     changed: int
     skipped: int = 0
+
+
+def _is_skid(value: str) -> bool:
+    try:
+        ids.opaque_id("s" + value)
+    except InvalidInputError:
+        return False
+    return True
 
 
 class IndexReport(BaseModel):
@@ -278,8 +287,10 @@ class KeyRotation:
                               skipped=skipped)
 
     def _subject_meta(self, skid: str) -> dict[str, str] | None:
-        for name in self._scope._container.list_names(f"records/{skid}/"):
-            found = self._subject_of("r" + skid + name.split("/")[2])
+        block = f"records/{skid}/"
+        for name in self._scope._container.list_names(block):
+            record_id = ids.record_id_of_name(skid, name.removeprefix(block))
+            found = None if record_id is None else self._subject_of(record_id)
             if found is not None:
                 return found
         return None
@@ -376,11 +387,14 @@ class KeyRotation:
         for skid, record_id in self._first_records():
             examined += 1
             try:
-                outcome = self._check(skid, record_id, version)
+                outcome, record_damaged = self._check(skid, record_id, version)
             except IntegrityError:
                 damaged.append(skid)
                 self._found()
             else:
+                if record_damaged:
+                    damaged.append(skid)
+                    self._found()
                 if outcome == "split":
                     split.append(skid)
                     scope._emit("subject.index_split", "E", f"subject:{skid}")[1].wait()
@@ -393,20 +407,28 @@ class KeyRotation:
                            damaged=tuple(damaged), without_records=counts["without"])
 
     def _check(self, skid: str, record_id: str | None, version: int
-               ) -> Literal["ok", "restored", "split", "without"]:
+               ) -> tuple[Literal["ok", "restored", "split", "without"], bool]:
         """Check one subject key (see :meth:`verify_index`).
 
-        :raises IntegrityError: if its record or an index entry fails verification.
+        :returns: the outcome, and whether one of the key's records failed verification
+            (another one named the subject).
+        :raises IntegrityError: if the name is no key id, no record of the key
+            verifies, or an index entry fails verification.
         """
-        found = None if record_id is None else self._found_subject(skid, record_id)
+        if not _is_skid(skid):  # a stray name, not a key the library wrote
+            raise IntegrityError("stored data failed integrity verification")
+        if record_id is None:
+            return "without", False
+        found, damaged = self._found_subject(skid, record_id)
         if found is None:
-            return "without"
+            return "without", damaged
         state = self._index_state(found, skid)
         if state == "missing":
             state, put_back = self._restore(found, skid, version)
             if put_back:
-                return "restored"
-        return "without" if state == "missing" else state  # missing: erased meanwhile
+                return "restored", damaged
+        # still missing: erased meanwhile
+        return ("without" if state == "missing" else state), damaged
 
     def _found(self) -> None:
         """Something is wrong with the index: the controller is told (the notice is
@@ -414,30 +436,68 @@ class KeyRotation:
         self._scope._integrity_alarm(self._scope.controller_id, "key.verify_index")
 
     def _first_records(self) -> Iterator[tuple[str, str | None]]:
-        """Each subject key id, with the id of its first record (``None`` if it has
-        none). Both listings are in name order, so one pass over each suffices."""
+        """Each name under ``subjects/``, with the id of its key's first well-formed
+        record (``None`` if it has none, or the name is no key id).
+
+        Key ids are all 26 base32 characters, so the keys' order is the order of their
+        ``records/<key id>/`` blocks: one pass over each listing suffices. Stray names
+        are skipped without disturbing the walk (``records/<key id>-x`` sorts before
+        ``records/<key id>/``)."""
         container = self._scope._container
         records = container.list_names("records/")
         pending = next(records, None)
         for name in container.list_names(SUBJECT_PREFIX):
             skid = name.removeprefix(SUBJECT_PREFIX)
+            if not _is_skid(skid):
+                yield skid, None
+                continue
+            block = f"records/{skid}/"
             first = None
-            while pending is not None:
-                parts = pending.split("/")
-                if len(parts) != 3 or parts[1] < skid:
-                    pending = next(records, None)
-                    continue
-                if parts[1] == skid:
-                    first = "r" + skid + parts[2]
-                break
+            while pending is not None and (
+                pending < block or (pending.startswith(block) and first is None)
+            ):
+                if pending.startswith(block):
+                    first = ids.record_id_of_name(skid, pending.removeprefix(block))
+                    if first is not None:
+                        break
+                pending = next(records, None)
             yield skid, first
 
-    def _found_subject(self, skid: str, record_id: str) -> SubjectId | None:
-        try:
-            meta = self._subject_of(record_id)
-        except NotFoundError:  # destroyed since it was listed: try the others
-            meta = self._subject_meta(skid)
-        return None if meta is None else subject_from(meta["kind"], meta["value"])
+    def _found_subject(self, skid: str, record_id: str) -> tuple[SubjectId | None, bool]:
+        """The subject a key's records name: ``record_id``'s, else the first of the
+        key's other records that verifies.
+
+        :returns: the subject (``None`` if no record is left), and whether a record of
+            the key failed verification.
+        :raises IntegrityError: if records are left and none verifies.
+        """
+        tried = [record_id]
+        damaged = False
+        candidates: Iterator[str] | None = None
+        while True:
+            try:
+                meta = self._subject_of(tried[-1])
+            except NotFoundError:  # destroyed since it was listed
+                meta = None
+            except IntegrityError:
+                damaged = True
+                meta = None
+            if meta is not None:
+                return subject_from(meta["kind"], meta["value"]), damaged
+            if candidates is None:
+                block = f"records/{skid}/"
+                candidates = (
+                    rid for rid in (
+                        ids.record_id_of_name(skid, name.removeprefix(block))
+                        for name in self._scope._container.list_names(block)
+                    ) if rid is not None and rid not in tried
+                )
+            following = next(candidates, None)
+            if following is None:
+                if damaged:
+                    raise IntegrityError("stored data failed integrity verification")
+                return None, False
+            tried.append(following)
 
     def _index_state(self, subject: SubjectId, skid: str) -> _IndexState:
         """What a lookup of ``subject`` finds: its first live entry, newest index key

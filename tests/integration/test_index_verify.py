@@ -23,6 +23,7 @@ from mizaic_processor import (
     ControllerScope,
     HospitalNumber,
     IndexReport,
+    IntegrityError,
     InvalidInputError,
     LocalKeyring,
     NHSNumber,
@@ -306,3 +307,39 @@ def test_a_subject_erased_during_the_check_gets_no_entry_back(
     assert report == IndexReport(examined=3, restored=0, split=(), without_records=1)
     assert trust.index_of[lost.value] not in trust.names("index/")
     assert trust.breaches() == 0
+
+
+def test_stray_blob_names_neither_hide_a_subject_nor_stop_the_pass(trust: Trust) -> None:
+    # records/<key id>-x sorts before records/<key id>/..., and junk inside a key's own
+    # block sorts before its real records: the walk must still pair each key with its
+    # records, and use the key's other records when the first does not verify.
+    first, middle, last = sorted(PATIENTS, key=lambda p: trust.records_of[p.value][0])
+    for patient in (first, middle):
+        trust.raw.delete_blob(trust.index_of[patient.value])
+    stray = skid_of(trust.records_of[first.value][0])
+    junk_key = skid_of(trust.records_of[middle.value][0])
+    trust.raw.upload_blob(f"records/{stray}-/x", b"junk")
+    junk = "r" + junk_key + "2" * 26  # well-formed, first in the key's block, no record
+    trust.raw.upload_blob(f"records/{junk_key}/{'2' * 26}", b"not a record")
+    trust.raw.upload_blob("subjects/not-a-key", b"junk")
+
+    report = trust.admin.keys.verify_index()
+    assert report.restored == 2 and report.split == ()
+    assert set(report.damaged) == {junk_key, "not-a-key"}
+    for patient in (first, last):
+        assert trust.found(patient) == sorted(trust.records_of[patient.value])
+    assert trust.found(middle) == sorted([*trust.records_of[middle.value], junk])
+    assert trust.breaches() == 1
+
+
+def test_a_stray_name_among_a_subjects_records_is_an_integrity_failure_not_an_id(
+    trust: Trust,
+) -> None:
+    # Before, list_records turned any name under records/<key id>/ into a "record id",
+    # and erasure and export then failed on it half-way.
+    patient = PATIENTS[0]
+    skid = skid_of(trust.records_of[patient.value][0])
+    trust.raw.upload_blob(f"records/{skid}/x/y", b"junk")
+    with trust.fresh() as svc, pytest.raises(IntegrityError):
+        list(svc.list_records(patient))
+    assert trust.breaches() == 1

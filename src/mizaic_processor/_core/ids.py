@@ -121,6 +121,13 @@ def make_record_id(skid: bytes, suffix: bytes) -> str:
     return "r" + b32(skid) + b32(suffix)
 
 
+def record_id_of_name(skid: str, suffix: str) -> str | None:
+    """The record id stored as ``records/<skid>/<suffix>``; ``None`` for a name the
+    library never writes (a stray blob)."""
+    candidate = "r" + skid + suffix
+    return candidate if _RECORD_ID.fullmatch(candidate) else None
+
+
 def skid_of_record(record: str) -> str:
     """The base32 subject key id embedded in a (validated) record id."""
     return record[1:27]
