@@ -789,6 +789,8 @@ class ControllerScope(BulkOperations, InstructedOperations):
 
         :raises InvalidInputError: if ``subject`` is not a subject identifier.
         :raises AccessDeniedError: if the actor may not read records.
+        :raises IntegrityError: if a blob among the subject's records has a name the
+            library never writes (it is not returned as a record id).
         """
         self._require(_CARE_ROLES, "find records")
         subject = check_subject(subject)
