@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
@@ -386,22 +387,21 @@ class KeyRotation:
         examined = 0
         for skid, record_id in self._first_records():
             examined += 1
+            outcome: str
             try:
                 outcome, record_damaged = self._check(skid, record_id, version)
             except IntegrityError:
+                outcome, record_damaged = "unchecked", True
+            if record_damaged:
                 damaged.append(skid)
-                self._found()
-            else:
-                if record_damaged:
-                    damaged.append(skid)
-                    self._found()
-                if outcome == "split":
-                    split.append(skid)
-                    scope._emit("subject.index_split", "E", f"subject:{skid}")[1].wait()
-                elif outcome != "ok":
-                    counts[outcome] += 1
-                if outcome in ("split", "restored"):
-                    self._found()
+            if outcome == "split":
+                split.append(skid)
+                scope._emit("subject.index_split", "E", f"subject:{skid}")[1].wait()
+            elif outcome in counts:
+                counts[outcome] += 1
+            if record_damaged or outcome in ("split", "restored"):
+                # the controller is told (at most once an hour per process)
+                scope._integrity_alarm(scope.controller_id, "key.verify_index")
             progress(examined, None)
         return IndexReport(examined=examined, restored=counts["restored"], split=tuple(split),
                            damaged=tuple(damaged), without_records=counts["without"])
@@ -430,11 +430,6 @@ class KeyRotation:
         # still missing: erased meanwhile
         return ("without" if state == "missing" else state), damaged
 
-    def _found(self) -> None:
-        """Something is wrong with the index: the controller is told (the notice is
-        sent once per controller per hour per process, so calling this again is cheap)."""
-        self._scope._integrity_alarm(self._scope.controller_id, "key.verify_index")
-
     def _first_records(self) -> Iterator[tuple[str, str | None]]:
         """Each name under ``subjects/``, with the id of its key's first well-formed
         record (``None`` if it has none, or the name is no key id).
@@ -453,13 +448,12 @@ class KeyRotation:
                 continue
             block = f"records/{skid}/"
             first = None
-            while pending is not None and (
-                pending < block or (pending.startswith(block) and first is None)
-            ):
-                if pending.startswith(block):
-                    first = ids.record_id_of_name(skid, pending.removeprefix(block))
-                    if first is not None:
-                        break
+            while pending is not None and pending < block:
+                pending = next(records, None)
+            while pending is not None and pending.startswith(block):
+                first = ids.record_id_of_name(skid, pending.removeprefix(block))
+                if first is not None:
+                    break
                 pending = next(records, None)
             yield skid, first
 
@@ -471,33 +465,28 @@ class KeyRotation:
             the key failed verification.
         :raises IntegrityError: if records are left and none verifies.
         """
-        tried = [record_id]
+        block = f"records/{skid}/"
+
+        def others() -> Iterator[str]:  # listed only if the first one does not do
+            for name in self._scope._container.list_names(block):
+                other = ids.record_id_of_name(skid, name.removeprefix(block))
+                if other is not None and other != record_id:
+                    yield other
+
         damaged = False
-        candidates: Iterator[str] | None = None
-        while True:
+        for candidate in itertools.chain((record_id,), others()):
             try:
-                meta = self._subject_of(tried[-1])
+                meta = self._subject_of(candidate)
             except NotFoundError:  # destroyed since it was listed
-                meta = None
+                continue
             except IntegrityError:
                 damaged = True
-                meta = None
+                continue
             if meta is not None:
                 return subject_from(meta["kind"], meta["value"]), damaged
-            if candidates is None:
-                block = f"records/{skid}/"
-                candidates = (
-                    rid for rid in (
-                        ids.record_id_of_name(skid, name.removeprefix(block))
-                        for name in self._scope._container.list_names(block)
-                    ) if rid is not None and rid not in tried
-                )
-            following = next(candidates, None)
-            if following is None:
-                if damaged:
-                    raise IntegrityError("stored data failed integrity verification")
-                return None, False
-            tried.append(following)
+        if damaged:
+            raise IntegrityError("stored data failed integrity verification")
+        return None, False
 
     def _index_state(self, subject: SubjectId, skid: str) -> _IndexState:
         """What a lookup of ``subject`` finds: its first live entry, newest index key
