@@ -164,7 +164,7 @@ class ControllerScope(BulkOperations, InstructedOperations):
         instructions: InstructionBook,
         keyring: Keyring,
         key_cache_ttl: float,
-        integrity_alarm: Callable[[str, str], None],
+        integrity_alarm: Callable[..., None],
         chunk_size: int,
         clock: Clock,
         random_bytes: Callable[[int], bytes] = os.urandom,

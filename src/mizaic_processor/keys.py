@@ -99,6 +99,15 @@ class IndexReport(BaseModel):
 
 _IndexState = Literal["ok", "missing", "split"]
 
+# the automatic notice's consequences for what verify_index finds: nothing was refused
+_CHECK_FINDING = (
+    "the blind-index check found subjects whose records could not be found through their "
+    "identifier (an index entry lost, a subject split between two keys) or stored data that "
+    "failed verification; lost entries were put back, the rest is listed by subject key id "
+    "in the check's report and audit trail; data may have been altered by someone with "
+    "access to storage"
+)
+
 
 class KeyRotation:
     """Rotation of one controller's keys, and the check of its blind index. Every
@@ -401,7 +410,7 @@ class KeyRotation:
                 counts[outcome] += 1
             if record_damaged or outcome in ("split", "restored"):
                 # the controller is told (at most once an hour per process)
-                scope._integrity_alarm(scope.controller_id, "key.verify_index")
+                scope._integrity_alarm(scope.controller_id, "key.verify_index", _CHECK_FINDING)
             progress(examined, None)
         return IndexReport(examined=examined, restored=counts["restored"], split=tuple(split),
                            damaged=tuple(damaged), without_records=counts["without"])

@@ -485,10 +485,16 @@ class Processor:
         )
         _routing.enqueue(docs, note, at=now)
 
-    def _integrity_alarm(self, controller_id: str, operation: str) -> None:
+    def _integrity_alarm(
+        self, controller_id: str, operation: str, consequences: str | None = None
+    ) -> None:
         """Raise a breach notice to the controller when stored data fails verification
         (at most one per controller per hour from this process). Best effort: the
-        failing operation raises its own error whatever happens here."""
+        failing operation raises its own error whatever happens here.
+
+        :param consequences: what the finding meant, when it is not that the operation
+            was refused (a check that repairs and reports).
+        """
         now = self._clock()
         with self._lock:
             last = self._alarms.get(controller_id)
@@ -504,8 +510,10 @@ class Processor:
                 categories=["health"],
                 subjects_approx=1,
                 records_approx=1,
-                consequences="the affected operation was refused; data may have been "
-                             "altered by someone with access to storage",
+                consequences=consequences or (
+                    "the affected operation was refused; data may have been altered by "
+                    "someone with access to storage"
+                ),
                 measures="the operation was refused and the failure recorded in the "
                          "audit trail; Mizaic is investigating",
                 detected_at=now,
