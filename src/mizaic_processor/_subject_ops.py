@@ -66,17 +66,13 @@ def _subject_skid(scope: ControllerScope, subject: SubjectId) -> str:
     return skid
 
 
-def _record_ids(scope: ControllerScope, skid: str) -> list[str]:
-    return scope._record_ids(skid)
-
-
 def erase_subject(
     scope: ControllerScope, subject: SubjectId, instruction_id: str
 ) -> ErasureReport:
     skid = _subject_skid(scope, subject)
     instruction = scope._ledger.require(instruction_id, frozenset({"erasure"}),
                                         subject_ref=skid)
-    records = _record_ids(scope, skid)
+    records = scope._record_ids(skid)
     holds = {h.hold_id for h in scope._ledger.active_holds() if h.subject_ref == skid
              or h.whole_controller or set(h.record_ids) & set(records)}
     if not holds:
@@ -211,7 +207,7 @@ def write_archive(
 ) -> tuple[int, int, int]:
     """Stream the subject's archive into ``destination``; return (records, documents,
     document bytes). Bounded memory: one record or one document chunk at a time."""
-    records = _record_ids(scope, skid)
+    records = scope._record_ids(skid)
     documents = 0
     document_bytes = 0
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED,

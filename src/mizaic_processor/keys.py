@@ -297,13 +297,19 @@ class KeyRotation:
                               skipped=skipped)
 
     def _subject_meta(self, skid: str) -> dict[str, str] | None:
-        block = f"records/{skid}/"
-        for name in self._scope._container.list_names(block):
-            record_id = ids.record_id_of_name(skid, name.removeprefix(block))
-            found = None if record_id is None else self._subject_of(record_id)
+        for record_id in self._listed(skid):
+            found = self._subject_of(record_id)
             if found is not None:
                 return found
         return None
+
+    def _listed(self, skid: str) -> Iterator[str]:
+        """The ids of the records listed under key ``skid`` (stray names skipped)."""
+        block = f"records/{skid}/"
+        for name in self._scope._container.list_names(block):
+            record_id = ids.record_id_of_name(skid, name.removeprefix(block))
+            if record_id is not None:
+                yield record_id
 
     def _subject_of(self, record_id: str) -> dict[str, str] | None:
         """The subject a record's sealed meta names (verified), read in memory only."""
@@ -474,16 +480,10 @@ class KeyRotation:
             the key failed verification.
         :raises IntegrityError: if records are left and none verifies.
         """
-        block = f"records/{skid}/"
-
-        def others() -> Iterator[str]:  # listed only if the first one does not do
-            for name in self._scope._container.list_names(block):
-                other = ids.record_id_of_name(skid, name.removeprefix(block))
-                if other is not None and other != record_id:
-                    yield other
-
+        # the others are listed only if the first one does not do
+        others = (other for other in self._listed(skid) if other != record_id)
         damaged = False
-        for candidate in itertools.chain((record_id,), others()):
+        for candidate in itertools.chain((record_id,), others):
             try:
                 meta = self._subject_of(candidate)
             except NotFoundError:  # destroyed since it was listed

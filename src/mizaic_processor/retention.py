@@ -683,11 +683,7 @@ def _record_id_of(name: str) -> str | None:
     parts = name.split("/")
     if len(parts) != 3 or parts[0] != "records":
         return None
-    candidate = "r" + parts[1] + parts[2]
-    try:
-        return ids.record_id(candidate)
-    except InvalidInputError:
-        return None
+    return ids.record_id_of_name(parts[1], parts[2])
 
 
 def _shard_of(record_id: str, shards: int) -> int:

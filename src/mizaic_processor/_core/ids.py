@@ -125,7 +125,7 @@ def record_id_of_name(skid: str, suffix: str) -> str | None:
     """The record id stored as ``records/<skid>/<suffix>``; ``None`` for a name the
     library never writes (a stray blob)."""
     candidate = "r" + skid + suffix
-    return candidate if _RECORD_ID.fullmatch(candidate) else None
+    return candidate if len(skid) == 26 and _RECORD_ID.fullmatch(candidate) else None
 
 
 def skid_of_record(record: str) -> str:
